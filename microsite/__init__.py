@@ -1,0 +1,178 @@
+"""The RENATE donation and prayer-pledge microsite."""
+
+from __future__ import annotations
+
+import logging
+import time
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from dotenv import load_dotenv
+from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from werkzeug.exceptions import HTTPException
+
+from . import config as settings
+from .content import ContentLibrary
+from .extensions import csrf, db, limiter, migrate
+
+__all__ = ["create_app"]
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the app: settings, extensions, blueprints, CLI and error pages."""
+    root = settings.ROOT
+    instance = Path(test_config.get("INSTANCE_PATH", settings.INSTANCE)) if test_config else None
+    if test_config is None:
+        load_dotenv(root / ".env", override=False)
+    app = Flask(
+        __name__,
+        instance_path=str(instance or settings.INSTANCE),
+        template_folder=str(root / "templates"),
+        static_folder=str(root / "site" / "static"),
+    )
+    app.config.from_mapping(settings.load(Path(app.instance_path), test_config))
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_error_handlers(app)
+    register_template_helpers(app)
+    register_cli(app)
+    return app
+
+
+def register_extensions(app: Flask) -> None:
+    from . import security
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(settings.ROOT / "migrations"))
+    csrf.init_app(app)
+    limiter.init_app(app)
+    security.init_app(app)
+    app.extensions["content"] = ContentLibrary(Path(app.config["CONTENT_DIR"]))
+    if not app.debug and not app.testing:
+        logging.basicConfig(level=logging.INFO)
+
+
+@event.listens_for(Engine, "connect")
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL lets readers and a writer work at once; the busy timeout makes writers wait."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+
+def register_blueprints(app: Flask) -> None:
+    from .views import donate, pledge, public
+
+    for module in (public, pledge, donate):
+        app.register_blueprint(module.bp)
+
+
+ERROR_MESSAGES = {
+    400: ("Something in that request was not right", "Please go back, check and try again."),
+    403: ("You cannot see this page", "If you think you should, please sign in again."),
+    404: (
+        "We could not find that page",
+        "It may have moved. The article and the forms are on the home page.",
+    ),
+    405: ("That is not how this page works", "Please go back to the page you came from."),
+    413: (
+        "That was too much to send",
+        "What you sent was larger than this site accepts. Please shorten it and try again.",
+    ),
+    429: ("Too many attempts", "Please wait a little and try again."),
+    500: (
+        "Something went wrong on our side",
+        "Nothing you did caused this. Please try again in a few minutes.",
+    ),
+}
+
+
+def render_error(code: int, title: str | None = None, message: str | None = None, **extra: Any):
+    default_title, default_message = ERROR_MESSAGES.get(code, ERROR_MESSAGES[400])
+    return (
+        render_template(
+            "errors/error.html",
+            code=code,
+            title=title or default_title,
+            message=message or default_message,
+            **extra,
+        ),
+        code,
+    )
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(error: CSRFError):
+        return render_error(
+            400,
+            "This page had been open too long",
+            "For your security, forms expire after a while. Please reload the page, "
+            "check what you entered and send it again.",
+            reload_url=request.path,
+        )
+
+    @app.errorhandler(429)
+    def too_many(error: HTTPException):
+        current = limiter.current_limit
+        retry = max(1, int(current.reset_at - time.time())) if current else None
+        body, code = render_error(
+            429,
+            message=(
+                "You have tried this many times in a short while. "
+                + (
+                    f"Please try again in {retry} seconds."
+                    if retry
+                    else "Please wait a minute and try again."
+                )
+            ),
+        )
+        headers = {"Retry-After": str(retry)} if retry else {}
+        return body, code, headers
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException):
+        code = error.code or 500
+        if code < 400:
+            return error
+        return render_error(code)
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception):
+        if isinstance(error, HTTPException):
+            return http_error(error)
+        app.logger.exception("unhandled error on %s %s", request.method, request.path)
+        if app.config.get("PROPAGATE_EXCEPTIONS"):
+            raise error
+        return render_error(500)
+
+
+def register_template_helpers(app: Flask) -> None:
+    from .forms import CONSENT_TEXT
+
+    @app.context_processor
+    def site_globals() -> dict[str, Any]:
+        return {
+            "site_name": app.config["SITE_NAME"],
+            "assembly_url": app.config["ASSEMBLY_URL"],
+            "consent_text": CONSENT_TEXT,
+        }
+
+    @app.template_filter("absolute")
+    def absolute_url(path: str) -> str:
+        base = app.config["SITE_URL"].rstrip("/") or request.url_root.rstrip("/")
+        return base + path
+
+
+def register_cli(app: Flask) -> None:
+    from . import cli
+
+    cli.init_app(app)

@@ -1,0 +1,109 @@
+"""Settings: defaults, then instance/, then the environment, then a test mapping."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+INSTANCE = ROOT / "instance"
+
+# Every setting an operator may give through the environment, with its default.
+# The type of the default decides how the environment's string is read.
+DEFAULTS: dict[str, Any] = {
+    "SECRET_KEY": "",
+    "DATABASE_URL": "",
+    "SITE_URL": "",
+    "SITE_NAME": "RENATE",
+    "ASSEMBLY_URL": "https://www.renate-europe.net/",
+    "CONTENT_DIR": str(ROOT / "site" / "content"),
+    "HOME_ARTICLE": "osce-conference-trafficking-in-children-2017",
+    "TRUSTED_PROXIES": 0,
+    "SESSION_COOKIE_SECURE": False,
+    "MAX_CONTENT_LENGTH": 64 * 1024,
+    "WEBHOOK_MAX_CONTENT_LENGTH": 1024 * 1024,
+    "RATELIMIT_STORAGE_URI": "memory://",
+    "RATELIMIT_ENABLED": True,
+    "RATELIMIT_HEADERS_ENABLED": True,
+    "PLEDGE_RATE_LIMIT": "20 per minute;200 per day",
+    "DONATE_RATE_LIMIT": "10 per minute",
+    "LOGIN_RATE_LIMIT": "10 per 15 minutes",
+    "CONSENT_VERSION": "2026-11-pledge-v1",
+    "STRIPE_SECRET_KEY": "",
+    "STRIPE_WEBHOOK_SECRET": "",
+    "STRIPE_API_BASE": "",
+    "STRIPE_ALLOW_LIVE": False,
+    "DONATION_CURRENCIES": "EUR,GBP,USD,CHF",
+    "DONATION_DEFAULT_CURRENCY": "EUR",
+    "DONATION_PRESETS": "10,25,50,100",
+    "DONATION_MIN": "1",
+    "DONATION_MAX": "10000",
+    "DONATION_FEE_PERCENT": "1.5",
+    "DONATION_FEE_FIXED": "0.25",
+    "ADMIN_IDLE_MINUTES": 30,
+    "ADMIN_ABSOLUTE_HOURS": 12,
+}
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _coerce(default: Any, raw: str) -> Any:
+    if isinstance(default, bool):
+        return raw.strip().lower() in _TRUE
+    if isinstance(default, int):
+        return int(raw)
+    return raw
+
+
+def _instance_secret_key(instance: Path) -> str:
+    """Read the generated key kept in instance/, making it once if absent."""
+    path = instance / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    instance.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_hex(32)
+    # O_EXCL: two workers starting together must end with one key, not two.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key)
+    return key
+
+
+def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Build the app's settings from defaults, instance/settings.py, the environment, tests."""
+    config: dict[str, Any] = dict(DEFAULTS)
+    settings_file = instance / "settings.py"
+    if settings_file.is_file():
+        namespace: dict[str, Any] = {}
+        exec(compile(settings_file.read_text(), str(settings_file), "exec"), namespace)  # noqa: S102
+        config.update({k: v for k, v in namespace.items() if k.isupper()})
+    if test_config is None:
+        for name, default in DEFAULTS.items():
+            if name in os.environ:
+                config[name] = _coerce(default, os.environ[name])
+    else:
+        config.update(test_config)
+
+    if not config.get("SQLALCHEMY_DATABASE_URI"):
+        config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"] or (
+            f"sqlite:///{instance / 'renate.db'}"
+        )
+    uri: str = config["SQLALCHEMY_DATABASE_URI"]
+    # Hosting platforms hand out postgres:// URLs; SQLAlchemy wants a driver name.
+    if uri.startswith(("postgres://", "postgresql://")):
+        config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri.split("://", 1)[1]
+    if not config["SECRET_KEY"]:
+        config["SECRET_KEY"] = _instance_secret_key(instance)
+
+    config.setdefault("SESSION_COOKIE_HTTPONLY", True)
+    config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
+    config.setdefault("WTF_CSRF_TIME_LIMIT", 4 * 3600)
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    return config

@@ -1,0 +1,237 @@
+"""Typed SQLAlchemy 2 models. The schema itself is made only by the migrations."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import UTC, datetime
+
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# Named constraints let SQLite's batch migrations find and alter them later.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always stored and returned as UTC, on SQLite as on Postgres."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; use an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:  # SQLite keeps no zone: what we stored was UTC
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+# --------------------------------------------------------------------------- pledges
+
+
+class PrayerRhythm(enum.StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    FEB8 = "feb8"
+
+    @property
+    def label(self) -> str:
+        return PRAYER_RHYTHM_LABELS[self]
+
+
+PRAYER_RHYTHM_LABELS = {
+    PrayerRhythm.DAILY: "Every day",
+    PrayerRhythm.WEEKLY: "Every week",
+    PrayerRhythm.FEB8: (
+        "On 8 February, the International Day of Prayer and Awareness against Human Trafficking"
+    ),
+}
+
+
+class Pledge(db.Model):
+    """A promise to pray, with the consent that allows us to keep it (GDPR Art. 9)."""
+
+    __tablename__ = "pledge"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    email: Mapped[str] = mapped_column(String(254))
+    # The address case-folded: one pledge per person, however they type it.
+    email_key: Mapped[str] = mapped_column(String(254), unique=True)
+    country: Mapped[str | None] = mapped_column(String(2), index=True)
+    rhythm: Mapped[str] = mapped_column(String(16), index=True)
+    intention: Mapped[str | None] = mapped_column(Text)
+    show_publicly: Mapped[bool] = mapped_column(Boolean, default=False)
+    consent_version: Mapped[str] = mapped_column(String(40))
+    consented_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+    @property
+    def rhythm_label(self) -> str:
+        try:
+            return PrayerRhythm(self.rhythm).label
+        except ValueError:
+            return self.rhythm
+
+
+# --------------------------------------------------------------------------- donations
+
+
+class DonationStatus(enum.StrEnum):
+    """Where a gift stands. Webhooks move a gift only forward through RANK."""
+
+    PENDING = "pending"  # stored, Checkout being created
+    NOT_STARTED = "not_started"  # Stripe could not be reached; no session exists
+    OPEN = "open"  # Checkout session created, donor is on Stripe's page
+    PROCESSING = "processing"  # completed with a delayed payment method
+    PAID = "paid"  # money received (for monthly: first payment received, gift active)
+    FAILED = "failed"  # delayed payment failed
+    ABANDONED = "abandoned"  # session expired unpaid
+    ENDED = "ended"  # monthly gift's subscription ended
+    REFUNDED = "refunded"  # fully refunded
+
+
+class Frequency(enum.StrEnum):
+    ONE_TIME = "one_time"
+    MONTHLY = "monthly"
+
+
+def _reference() -> str:
+    return uuid.uuid4().hex
+
+
+class Donation(db.Model):
+    """One gift: a one-time payment or a monthly subscription, in minor units."""
+
+    __tablename__ = "donation"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Unguessable id shown to the donor and sent to Stripe in metadata.
+    reference: Mapped[str] = mapped_column(String(32), unique=True, default=_reference)
+    amount: Mapped[int] = mapped_column(Integer)  # the gift, minor units
+    fee_covered: Mapped[int] = mapped_column(Integer, default=0)  # added to cover fees
+    currency: Mapped[str] = mapped_column(String(3), index=True)  # ISO 4217, upper case
+    frequency: Mapped[str] = mapped_column(String(16), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=DonationStatus.PENDING, index=True)
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    donor_name: Mapped[str | None] = mapped_column(String(100))
+    donor_email: Mapped[str | None] = mapped_column(String(254))
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
+    dedication_kind: Mapped[str | None] = mapped_column(String(16))  # honour | memory
+    dedication_name: Mapped[str | None] = mapped_column(String(100))
+    message: Mapped[str | None] = mapped_column(Text)
+    stripe_session_id: Mapped[str | None] = mapped_column(String(255), unique=True)
+    stripe_payment_intent: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_subscription: Mapped[str | None] = mapped_column(String(255), index=True)
+    stripe_customer: Mapped[str | None] = mapped_column(String(255))
+    amount_received: Mapped[int] = mapped_column(Integer, default=0)  # running total
+    amount_refunded: Mapped[int] = mapped_column(Integer, default=0)
+    failure_reason: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+    paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    payments: Mapped[list[DonationPayment]] = relationship(
+        back_populates="donation", order_by="DonationPayment.id", cascade="all, delete-orphan"
+    )
+
+    @property
+    def total(self) -> int:
+        """What the donor is charged each time: the gift plus any fee they chose to cover."""
+        return self.amount + self.fee_covered
+
+
+class DonationPayment(db.Model):
+    """One payment received for a gift: the one-time charge, or one month of a monthly gift."""
+
+    __tablename__ = "donation_payment"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    donation_id: Mapped[int] = mapped_column(ForeignKey("donation.id"), index=True)
+    # The invoice (monthly) or payment intent (one-time) that paid it: unique, so a
+    # session completion and the first month's invoice can never count twice.
+    stripe_ref: Mapped[str] = mapped_column(String(255), unique=True)
+    amount: Mapped[int] = mapped_column(Integer)
+    currency: Mapped[str] = mapped_column(String(3))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    donation: Mapped[Donation] = relationship(back_populates="payments")
+
+
+class WebhookEvent(db.Model):
+    """A Stripe event applied once; its id is the primary key, so a repeat cannot apply."""
+
+    __tablename__ = "webhook_event"
+
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    livemode: Mapped[bool] = mapped_column(Boolean, default=False)
+    outcome: Mapped[str] = mapped_column(String(40), default="applied")
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+# --------------------------------------------------------------------------- admin
+
+
+class AdminUser(db.Model):
+    """A member of staff who may sign in to /admin."""
+
+    __tablename__ = "admin_user"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)  # stored case-folded
+    password_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Bumped at logout and password change: every older session cookie stops working.
+    session_version: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class AuditLog(db.Model):
+    """Who did what with personal data: exports, erasures, sign-ins. Never the data itself."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(254))  # an admin's email, or "shell"
+    action: Mapped[str] = mapped_column(String(40), index=True)
+    details: Mapped[str | None] = mapped_column(Text)  # JSON
+    row_count: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,61 @@
+"""Record prayer pledges and count them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from .models import Pledge, db, utcnow
+
+
+@dataclass(frozen=True)
+class PledgeInput:
+    name: str
+    email: str
+    rhythm: str
+    consent_version: str
+    country: str | None = None
+    intention: str | None = None
+    show_publicly: bool = False
+
+
+def email_key(email: str) -> str:
+    return email.strip().casefold()
+
+
+def record_pledge(data: PledgeInput) -> bool:
+    """Store a pledge unless this address has already pledged. True if a row was added.
+
+    An existing pledge is left exactly as it was: someone typing another person's
+    address must not be able to change that person's pledge.
+    """
+    key = email_key(data.email)
+    if db.session.scalar(select(Pledge.id).where(Pledge.email_key == key)) is not None:
+        return False
+    now = utcnow()
+    pledge = Pledge(
+        name=data.name,
+        email=data.email,
+        email_key=key,
+        country=data.country or None,
+        rhythm=data.rhythm,
+        intention=data.intention or None,
+        show_publicly=data.show_publicly,
+        consent_version=data.consent_version,
+        consented_at=now,
+        created_at=now,
+    )
+    db.session.add(pledge)
+    try:
+        db.session.commit()
+    except IntegrityError:
+        # The same address pledged in a concurrent request: theirs stands.
+        db.session.rollback()
+        return False
+    return True
+
+
+def pledge_count() -> int:
+    return db.session.scalar(select(func.count(Pledge.id))) or 0

@@ -1,0 +1,46 @@
+"""The prayer-pledge form."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, redirect, render_template, url_for
+from werkzeug.wrappers import Response
+
+from ..extensions import limiter
+from ..forms import PledgeForm
+from ..pledges import PledgeInput, pledge_count, record_pledge
+
+bp = Blueprint("pledge", __name__, url_prefix="/pledge")
+
+
+def _rate_limit() -> str:
+    return current_app.config["PLEDGE_RATE_LIMIT"]
+
+
+@bp.route("", methods=["GET", "POST"])
+@limiter.limit(_rate_limit, methods=["POST"])
+def pledge() -> Response | tuple[str, int] | str:
+    """Show the form; on POST, record the pledge and say thank you."""
+    form = PledgeForm()
+    if form.validate_on_submit():
+        if not form.website.data:  # the honeypot: a person never fills it in
+            record_pledge(
+                PledgeInput(
+                    name=form.name.data,
+                    email=form.email.data,
+                    country=form.country.data or None,
+                    rhythm=form.rhythm.data,
+                    intention=form.intention.data or None,
+                    show_publicly=form.show_publicly.data,
+                    consent_version=current_app.config["CONSENT_VERSION"],
+                )
+            )
+        # The same answer whether or not the address had pledged before.
+        return redirect(url_for("pledge.thanks"), code=303)
+    status = 422 if form.is_submitted() else 200
+    return render_template("pledge/form.html", form=form, pledge_count=pledge_count()), status
+
+
+@bp.get("/thanks")
+def thanks() -> str:
+    """Thank the visitor and show how many now pray."""
+    return render_template("pledge/thanks.html", pledge_count=pledge_count())

@@ -1,0 +1,101 @@
+"""The app as a whole: settings, error pages, headers, health."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from microsite import create_app
+from microsite.config import load
+
+
+def test_secret_key_is_generated_once_and_kept(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    first = load(tmp_path, None)["SECRET_KEY"]
+    second = load(tmp_path, None)["SECRET_KEY"]
+    assert len(first) == 64
+    assert first == second
+    assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_environment_overrides_defaults(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example/renate")
+    monkeypatch.setenv("STRIPE_ALLOW_LIVE", "1")
+    monkeypatch.setenv("ADMIN_IDLE_MINUTES", "15")
+    config = load(tmp_path, None)
+    assert config["SECRET_KEY"] == "from-env"
+    assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u:p@db.example/renate"
+    assert config["STRIPE_ALLOW_LIVE"] is True
+    assert config["ADMIN_IDLE_MINUTES"] == 15
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_default_database_is_sqlite_under_instance(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    config = load(tmp_path, None)
+    assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'renate.db'}"
+
+
+def test_sqlite_runs_in_wal_mode_with_busy_timeout(app: Flask) -> None:
+    from sqlalchemy import text
+
+    from microsite.models import db
+
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("SQLite pragmas apply to SQLite only; this run is on PostgreSQL")
+        assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == 15000
+
+
+def test_security_headers(client: FlaskClient) -> None:
+    response = client.get("/")
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp
+    assert "unsafe-inline" not in csp
+    assert "form-action 'self' https://checkout.stripe.com" in csp
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_health_check(client: FlaskClient) -> None:
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_404_page_in_site_style(client: FlaskClient) -> None:
+    response = client.get("/nowhere")
+    assert response.status_code == 404
+    assert "We could not find that page" in response.text
+    assert 'href="/static/site.css"' in response.text
+
+
+def test_405_is_a_page_not_a_crash(client: FlaskClient) -> None:
+    response = client.delete("/pledge")
+    assert response.status_code == 405
+    assert "That is not how this page works" in response.text
+
+
+def test_500_page_hides_the_trace(make_app) -> None:  # noqa: ANN001
+    app = make_app(PROPAGATE_EXCEPTIONS=False)
+
+    @app.get("/boom")
+    def boom() -> str:
+        raise RuntimeError("secret internals")
+
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert "Something went wrong on our side" in response.text
+    assert "secret internals" not in response.text
+    assert "Traceback" not in response.text
+
+
+def test_app_py_only_creates_the_app() -> None:
+    source = (Path(__file__).parent.parent / "app.py").read_text()
+    assert "app = create_app()" in source
+    assert create_app  # the factory is importable without side effects

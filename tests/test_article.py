@@ -1,0 +1,169 @@
+"""The article page: faithful to the original, sanitised, and findable."""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from microsite.config import ROOT
+from microsite.content import render_markdown
+
+SEED = Path(__file__).parent / "data" / "osce-article-original.txt"
+
+
+def visible_text(page: str) -> str:
+    text = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", page, flags=re.S)
+    text = re.sub(r"<[^>]+>", " ", text)
+    return " ".join(html_lib.unescape(text).split())
+
+
+def seed_paragraphs() -> list[str]:
+    lines = SEED.read_text(encoding="utf-8").splitlines()
+    # Lines holding only a non-breaking space are encoding debris, not paragraphs.
+    return [" ".join(line.split()) for line in lines if line.strip(" \u00a0\t")]
+
+
+def test_every_paragraph_of_the_original_is_on_the_home_page(client: FlaskClient) -> None:
+    page = client.get("/")
+    assert page.status_code == 200
+    text = visible_text(page.text)
+    paragraphs = seed_paragraphs()
+    assert len(paragraphs) == 16
+    for paragraph in paragraphs:
+        # The header's DONATE link is styled upper-case from "Donate".
+        if paragraph == "DONATE":
+            assert ">Donate</a>" in page.text
+            continue
+        assert paragraph in text, paragraph
+
+
+def test_article_structure(client: FlaskClient) -> None:
+    html = client.get("/").text
+    assert '<h1 id="article-title">OSCE Conference on Trafficking in Children' in html
+    assert html.count("<li>") >= 4
+    assert "<li>Threats facing children in crisis situations.</li>" in html
+    url = "http://en.radiovaticana.va/news/2017/04/03/popes_message_to_osce_human_trafficking_conference/1303043"
+    assert f'<a href="{url}" rel="noopener noreferrer">{url}</a>' in html
+    assert "Prepared by Anne Kelleher, RENATE Communications." in html
+    assert "Official report on the conference due shortly." in html
+    assert "3-4 April 2017" in html
+    assert "\u00a0" not in html
+
+
+def test_header_footer_and_both_forms_beside_the_article(client: FlaskClient) -> None:
+    html = client.get("/").text
+    assert '<a href="https://www.renate-europe.net/">2022 Assembly</a>' in html
+    assert 'class="nav-donate" href="/donate"' in html
+    assert "Stop Human Trafficking | Pray for Trafficked Persons" in html
+    assert 'action="/pledge"' in html
+    assert 'id="donate-heading"' in html
+
+
+def test_assembly_link_is_configurable(make_app) -> None:  # noqa: ANN001
+    app = make_app(ASSEMBLY_URL="https://example.org/assembly-2022")
+    html = app.test_client().get("/").text
+    assert '<a href="https://example.org/assembly-2022">2022 Assembly</a>' in html
+
+
+def test_page_metadata_from_front_matter(client: FlaskClient) -> None:
+    html = client.get("/").text
+    assert '<html lang="en">' in html
+    assert "<title>OSCE Conference on Trafficking in Children and the Best Interests" in html
+    assert '<link rel="canonical" href="http://localhost/">' in html
+    assert '<meta property="og:title" content="OSCE Conference' in html
+    assert '<meta name="description" content="RENATE&#39;s report' in html
+    assert '<meta property="og:url" content="http://localhost/">' in html
+
+
+def test_accessibility_landmarks(client: FlaskClient) -> None:
+    html = client.get("/").text
+    assert '<a class="skip-link" href="#main">' in html
+    assert '<main id="main"' in html
+    assert "<header" in html and "<footer" in html and '<nav aria-label="Main">' in html
+    for field in ("name", "email", "country", "intention"):
+        assert f'<label class="label" for="{field}">' in html or f'for="{field}"' in html
+
+
+def test_no_request_leaves_the_site(client: FlaskClient) -> None:
+    html = client.get("/").text
+    loaded = re.findall(r'\ssrc="([^"]+)"', html) + re.findall(
+        r'<link rel="(?:stylesheet|icon|preload|manifest)" href="([^"]+)"', html
+    )
+    assert loaded
+    # Everything the page loads comes from this site; only links a person clicks go away.
+    assert all(url.startswith("/") and not url.startswith("//") for url in loaded), loaded
+    assert "<script" not in html or all(
+        s.startswith("/") for s in re.findall(r'<script[^>]*src="([^"]+)"', html)
+    )
+    assert 'rel="stylesheet" href="/static/site.css"' in html
+    assert 'href="/static/print.css" media="print"' in html
+
+
+def test_print_stylesheet_hides_the_forms() -> None:
+    css = (ROOT / "site" / "static" / "print.css").read_text()
+    assert ".sidebar" in css.split("display: none")[0]
+
+
+@pytest.fixture
+def content_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "content"
+    shutil.copytree(ROOT / "site" / "content", folder)
+    return folder
+
+
+def test_a_second_markdown_file_becomes_a_page(make_app, content_dir: Path) -> None:  # noqa: ANN001
+    (content_dir / "prayer-day.md").write_text(
+        "---\ntitle: A day of prayer\ndescription: Join us on 8 February.\n---\n\n"
+        "We pray on **8 February**.\n",
+        encoding="utf-8",
+    )
+    client = make_app(CONTENT_DIR=str(content_dir)).test_client()
+    page = client.get("/articles/prayer-day")
+    assert page.status_code == 200
+    assert "A day of prayer" in page.text
+    assert "We pray on <strong>8 February</strong>." in page.text
+    assert '<link rel="canonical" href="http://localhost/articles/prayer-day">' in page.text
+
+
+def test_a_file_added_while_running_appears(make_app, content_dir: Path, monkeypatch) -> None:  # noqa: ANN001
+    import microsite.content
+
+    monkeypatch.setattr(microsite.content, "CHECK_INTERVAL_SECONDS", 0)
+    client = make_app(CONTENT_DIR=str(content_dir)).test_client()
+    assert client.get("/articles/late").status_code == 404
+    (content_dir / "late.md").write_text("---\ntitle: Late news\n---\n\nHello.\n")
+    assert "Late news" in client.get("/articles/late").text
+
+
+def test_unknown_slug_gets_the_sites_404(client: FlaskClient) -> None:
+    page = client.get("/articles/no-such-article")
+    assert page.status_code == 404
+    assert "We could not find that page" in page.text
+    assert "Stop Human Trafficking | Pray for Trafficked Persons" in page.text
+
+
+@pytest.mark.parametrize(
+    ("markdown", "forbidden"),
+    [
+        ("<script>alert(1)</script>", "<script"),
+        ('<a href="javascript:alert(1)">x</a>', "href=\"javascript"),
+        ('<img src="x.png" onerror="alert(1)">', "onerror"),
+        ('<iframe src="https://evil.example"></iframe>', "<iframe"),
+        ('<p style="position:fixed">x</p>', "style="),
+        ("[x](javascript:alert(1))", "href=\"javascript"),
+    ],
+)
+def test_rendering_keeps_only_the_allow_list(markdown: str, forbidden: str) -> None:
+    assert forbidden not in render_markdown(markdown)
+
+
+def test_rendering_keeps_ordinary_markup() -> None:
+    html = render_markdown("## Heading\n\n*em* and [link](https://renate-europe.net)")
+    assert "<h2>Heading</h2>" in html
+    assert "<em>em</em>" in html
+    assert '<a href="https://renate-europe.net" rel="noopener noreferrer">link</a>' in html

@@ -1,0 +1,67 @@
+"""A visitor pledges with the keyboard alone, in a real chromium, on desktop and phone."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+
+def test_pledge_with_the_keyboard(page, live_server) -> None:  # noqa: ANN001
+    page.goto(live_server.url + "/")
+    expect_count = page.locator(".counter-number").first
+    assert expect_count.inner_text() == "0"
+
+    # The skip link is the first thing the keyboard reaches.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.className") == "skip-link"
+
+    page.focus("#name")
+    page.keyboard.type("Zoë Łukasz")
+    page.keyboard.press("Tab")
+    page.keyboard.type("zoe@example.org")
+    page.keyboard.press("Tab")  # country: leave as "Prefer not to say"
+    page.keyboard.press("Tab")  # the first prayer rhythm
+    page.keyboard.press("Space")
+    assert page.is_checked("#rhythm-0")
+    page.focus("#consent")
+    page.keyboard.press("Space")
+    assert page.is_checked("#consent")
+    page.focus(".pledge-form button[type=submit]")
+    page.keyboard.press("Enter")
+
+    page.wait_for_url(re.compile(r"/pledge/thanks$"))
+    assert "Thank you for pledging to pray" in page.inner_text("h1")
+    assert page.locator(".counter-number").inner_text() == "1"
+
+
+def test_missing_consent_is_explained_beside_the_field(page, live_server) -> None:  # noqa: ANN001
+    page.goto(live_server.url + "/")
+    page.fill("#name", "Олена")
+    page.fill("#email", "olena@example.org")
+    page.check("#rhythm-1")
+    page.click(".pledge-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/pledge$"))
+    assert "We can only keep your pledge with your agreement." in page.inner_text("#consent-error")
+    assert page.input_value("#name") == "Олена"
+    assert page.is_checked("#rhythm-1")
+
+
+def test_focus_is_visible(page, live_server) -> None:  # noqa: ANN001
+    page.goto(live_server.url + "/")
+    page.focus("#email")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    page.keyboard.press("Tab")
+    page.keyboard.press("Shift+Tab")
+    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+
+
+def test_page_fits_the_viewport(page, live_server) -> None:  # noqa: ANN001
+    page.goto(live_server.url + "/")
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0

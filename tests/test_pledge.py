@@ -1,0 +1,220 @@
+"""Prayer pledges: from the form to the database, and back out as a thank-you."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from microsite.models import Pledge, db
+from tests.helpers import csrf_token, post_form
+
+VALID = {
+    "name": "Maria Rossi",
+    "email": "maria@example.org",
+    "country": "IT",
+    "rhythm": "daily",
+    "intention": "For the children of Albania",
+    "consent": "y",
+}
+
+
+def pledges(app: Flask) -> list[Pledge]:
+    with app.app_context():
+        return list(db.session.scalars(select(Pledge).order_by(Pledge.id)))
+
+
+def count(app: Flask) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count(Pledge.id)))
+
+
+def test_form_shows_every_field_with_consent_unticked(client: FlaskClient) -> None:
+    page = client.get("/pledge")
+    assert page.status_code == 200
+    html = page.text
+    for field in ("name", "email", "country", "rhythm", "intention", "show_publicly", "consent"):
+        assert f'name="{field}"' in html
+    consent = re.search(r'<input[^>]*id="consent"[^>]*>', html).group(0)
+    public = re.search(r'<input[^>]*id="show_publicly"[^>]*>', html).group(0)
+    assert "checked" not in consent
+    assert "checked" not in public
+    assert "International Day of Prayer and Awareness against Human Trafficking" in html
+    assert "I agree that RENATE may keep my name" in html
+    assert ">Italy</option>" in html
+
+
+def test_valid_pledge_is_stored_then_thanked(app: Flask, client: FlaskClient) -> None:
+    before = datetime.now(UTC)
+    response = post_form(client, "/pledge", VALID)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/pledge/thanks"
+
+    [pledge] = pledges(app)
+    assert pledge.name == "Maria Rossi"
+    assert pledge.email == "maria@example.org"
+    assert pledge.country == "IT"
+    assert pledge.rhythm == "daily"
+    assert pledge.intention == "For the children of Albania"
+    assert pledge.show_publicly is False
+    assert pledge.consent_version == app.config["CONSENT_VERSION"]
+    assert pledge.consented_at.tzinfo is not None
+    assert before - timedelta(seconds=1) <= pledge.consented_at <= datetime.now(UTC)
+
+    thanks = client.get("/pledge/thanks")
+    assert "Thank you for pledging to pray" in thanks.text
+    assert '<span class="counter-number">1</span>' in thanks.text
+
+
+def test_pledge_from_the_home_page_form(app: Flask, client: FlaskClient) -> None:
+    response = post_form(client, "/pledge", VALID, form_page="/")
+    assert response.status_code == 303
+    assert count(app) == 1
+
+
+def test_stores_nothing_more_than_the_form_asks(app: Flask) -> None:
+    columns = set(Pledge.__table__.columns.keys())
+    assert columns == {
+        "id", "name", "email", "email_key", "country", "rhythm", "intention",
+        "show_publicly", "consent_version", "consented_at", "created_at",
+    }  # fmt: skip
+
+
+def test_public_opt_in_is_kept(app: Flask, client: FlaskClient) -> None:
+    post_form(client, "/pledge", {**VALID, "show_publicly": "y"})
+    assert pledges(app)[0].show_publicly is True
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        ({"name": ""}, "name", "Tell us your name"),
+        ({"name": "   "}, "name", "Tell us your name"),
+        ({"name": "x" * 101}, "name", "at most 100 characters"),
+        ({"email": ""}, "email", "Enter your email address"),
+        ({"email": "maria"}, "email", "Enter an email address like"),
+        ({"email": "maria@@example.org"}, "email", "Enter an email address like"),
+        ({"email": "maria@example"}, "email", "Enter an email address like"),
+        ({"country": "XX"}, "country", "Choose a country from the list"),
+        ({"rhythm": ""}, "rhythm", "Choose how you will pray"),
+        ({"rhythm": "hourly"}, "rhythm", "Not a valid choice"),
+        ({"intention": "y" * 501}, "intention", "at most 500 characters"),
+        ({"consent": ""}, "consent", "only keep your pledge with your agreement"),
+    ],
+)
+def test_bad_input_comes_back_with_values_and_a_message(
+    app: Flask, client: FlaskClient, change: dict[str, str], field: str, message: str
+) -> None:
+    data = {k: v for k, v in {**VALID, **change}.items() if v != ""}
+    response = post_form(client, "/pledge", data)
+    assert response.status_code == 422
+    html = response.text
+    assert f'id="{field}-error"' in html
+    assert message in html.split(f'id="{field}-error"')[1].split("</p>")[0]
+    assert 'aria-invalid="true"' in html
+    # What they typed is still there.
+    if field != "name":
+        assert 'value="Maria Rossi"' in html
+    if field not in ("intention",):
+        assert "For the children of Albania</textarea>" in html
+    assert count(app) == 0
+
+
+def test_same_email_in_other_case_adds_nothing_and_changes_nothing(
+    app: Flask, client: FlaskClient
+) -> None:
+    first = post_form(client, "/pledge", VALID)
+    second = post_form(
+        client,
+        "/pledge",
+        {**VALID, "name": "Someone Else", "email": "MARIA@Example.ORG", "rhythm": "weekly"},
+    )
+    assert first.status_code == second.status_code == 303
+    assert first.headers["Location"] == second.headers["Location"]
+    [pledge] = pledges(app)
+    assert pledge.name == "Maria Rossi"
+    assert pledge.rhythm == "daily"
+
+
+def test_thank_you_does_not_reveal_an_earlier_pledge(client: FlaskClient) -> None:
+    post_form(client, "/pledge", VALID)
+    first = client.get("/pledge/thanks").text
+    post_form(client, "/pledge", VALID)
+    second = client.get("/pledge/thanks").text
+    assert first == second
+
+
+def test_honeypot_is_thanked_and_stored_nowhere(app: Flask, client: FlaskClient) -> None:
+    response = post_form(client, "/pledge", {**VALID, "website": "http://spam.example"})
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/pledge/thanks"
+    assert count(app) == 0
+
+
+@pytest.mark.parametrize("name", ["Zoë Brontë", "Łukasz Żółć", "Олена Коваленко", "محمد"])
+def test_names_in_any_script_are_stored_exactly(app: Flask, client: FlaskClient, name: str) -> None:
+    response = post_form(client, "/pledge", {**VALID, "name": name})
+    assert response.status_code == 303
+    assert pledges(app)[0].name == name
+
+
+def test_markup_in_a_name_is_shown_as_text(client: FlaskClient) -> None:
+    response = post_form(client, "/pledge", {**VALID, "name": "<script>alert(1)</script>"[:100]})
+    assert response.status_code == 303
+    bad = post_form(client, "/pledge", {**VALID, "name": "<b>x</b>", "email": "bad"})
+    assert "<b>x</b>" not in bad.text
+    assert "&lt;b&gt;x&lt;/b&gt;" in bad.text
+
+
+def test_missing_csrf_token_gets_a_friendly_reload_page(app: Flask, client: FlaskClient) -> None:
+    response = client.post("/pledge", data=VALID)
+    assert response.status_code == 400
+    assert "Please reload the page" in response.text
+    assert 'href="/pledge"' in response.text
+    assert count(app) == 0
+
+
+def test_stale_csrf_token_gets_the_same_page(make_app, time_machine) -> None:  # noqa: ANN001
+    app = make_app(WTF_CSRF_TIME_LIMIT=60)
+    client = app.test_client()
+    time_machine.move_to(datetime(2026, 3, 1, 12, 0, tzinfo=UTC), tick=False)
+    token = csrf_token(client.get("/pledge").text)
+    time_machine.move_to(datetime(2026, 3, 1, 12, 5, tzinfo=UTC), tick=False)
+    response = client.post("/pledge", data={**VALID, "csrf_token": token})
+    assert response.status_code == 400
+    assert "This page had been open too long" in response.text
+    assert count(app) == 0
+
+
+def test_oversized_body_gets_413(app: Flask, client: FlaskClient) -> None:
+    token = csrf_token(client.get("/pledge").text)
+    response = client.post(
+        "/pledge", data={**VALID, "csrf_token": token, "intention": "x" * 200_000}
+    )
+    assert response.status_code == 413
+    assert "too much to send" in response.text
+    assert count(app) == 0
+
+
+def test_counter_on_home_page_counts_pledges(client: FlaskClient) -> None:
+    assert '<span class="counter-number">0</span>' in client.get("/").text
+    post_form(client, "/pledge", VALID)
+    post_form(client, "/pledge", {**VALID, "email": "jan@example.org"})
+    home = client.get("/").text
+    assert '<span class="counter-number">2</span>' in home
+    assert "people have pledged to pray" in home
+
+
+def test_pledge_posts_are_rate_limited(make_app) -> None:  # noqa: ANN001
+    app = make_app(PLEDGE_RATE_LIMIT="2 per minute")
+    client = app.test_client()
+    for n in range(2):
+        assert post_form(client, "/pledge", {**VALID, "email": f"p{n}@example.org"}).status_code == 303
+    limited = post_form(client, "/pledge", {**VALID, "email": "p3@example.org"})
+    assert limited.status_code == 429
+    assert "Too many attempts" in limited.text
+    assert int(limited.headers["Retry-After"]) > 0
