@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-import time
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +45,14 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
 
 def register_extensions(app: Flask) -> None:
-    from . import security
+    from . import payments, security
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(settings.ROOT / "migrations"))
     csrf.init_app(app)
     limiter.init_app(app)
     security.init_app(app)
+    payments.init_app(app)
     app.extensions["content"] = ContentLibrary(Path(app.config["CONTENT_DIR"]))
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO)
@@ -69,9 +70,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def register_blueprints(app: Flask) -> None:
-    from .views import donate, pledge, public
+    from .views import admin, donate, pledge, public, webhooks
 
-    for module in (public, pledge, donate):
+    for module in (public, pledge, donate, webhooks, admin):
         app.register_blueprint(module.bp)
 
 

@@ -23,7 +23,7 @@ from werkzeug.serving import make_server
 from microsite import create_app
 from microsite.models import db
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.stripe_fake", "tests.admin_fixtures"]
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 

@@ -12,7 +12,7 @@ from microsite import create_app
 from microsite.config import load
 
 
-def test_secret_key_is_generated_once_and_kept(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_secret_key_is_generated_once_and_kept(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("SECRET_KEY", raising=False)
     first = load(tmp_path, None)["SECRET_KEY"]
     second = load(tmp_path, None)["SECRET_KEY"]
@@ -21,7 +21,7 @@ def test_secret_key_is_generated_once_and_kept(tmp_path: Path, monkeypatch) -> N
     assert (tmp_path / "secret_key").stat().st_mode & 0o077 == 0
 
 
-def test_environment_overrides_defaults(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_environment_overrides_defaults(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("SECRET_KEY", "from-env")
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example/renate")
     monkeypatch.setenv("STRIPE_ALLOW_LIVE", "1")
@@ -34,7 +34,7 @@ def test_environment_overrides_defaults(tmp_path: Path, monkeypatch) -> None:  #
     assert not (tmp_path / "secret_key").exists()
 
 
-def test_default_database_is_sqlite_under_instance(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_default_database_is_sqlite_under_instance(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("DATABASE_URL", raising=False)
     config = load(tmp_path, None)
     assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'renate.db'}"
@@ -81,7 +81,7 @@ def test_405_is_a_page_not_a_crash(client: FlaskClient) -> None:
     assert "That is not how this page works" in response.text
 
 
-def test_500_page_hides_the_trace(make_app) -> None:  # noqa: ANN001
+def test_500_page_hides_the_trace(make_app) -> None:
     app = make_app(PROPAGATE_EXCEPTIONS=False)
 
     @app.get("/boom")

@@ -9,7 +9,7 @@ import pytest
 pytestmark = pytest.mark.browser
 
 
-def test_pledge_with_the_keyboard(page, live_server) -> None:  # noqa: ANN001
+def test_pledge_with_the_keyboard(page, live_server) -> None:
     page.goto(live_server.url + "/")
     expect_count = page.locator(".counter-number").first
     assert expect_count.inner_text() == "0"
@@ -37,7 +37,7 @@ def test_pledge_with_the_keyboard(page, live_server) -> None:  # noqa: ANN001
     assert page.locator(".counter-number").inner_text() == "1"
 
 
-def test_missing_consent_is_explained_beside_the_field(page, live_server) -> None:  # noqa: ANN001
+def test_missing_consent_is_explained_beside_the_field(page, live_server) -> None:
     page.goto(live_server.url + "/")
     page.fill("#name", "Олена")
     page.fill("#email", "olena@example.org")
@@ -49,7 +49,7 @@ def test_missing_consent_is_explained_beside_the_field(page, live_server) -> Non
     assert page.is_checked("#rhythm-1")
 
 
-def test_focus_is_visible(page, live_server) -> None:  # noqa: ANN001
+def test_focus_is_visible(page, live_server) -> None:
     page.goto(live_server.url + "/")
     page.focus("#email")
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
@@ -59,7 +59,7 @@ def test_focus_is_visible(page, live_server) -> None:  # noqa: ANN001
     assert outline != "none"
 
 
-def test_page_fits_the_viewport(page, live_server) -> None:  # noqa: ANN001
+def test_page_fits_the_viewport(page, live_server) -> None:
     page.goto(live_server.url + "/")
     overflow = page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"

@@ -178,7 +178,7 @@ def test_missing_csrf_token_gets_a_friendly_reload_page(app: Flask, client: Flas
     assert count(app) == 0
 
 
-def test_stale_csrf_token_gets_the_same_page(make_app, time_machine) -> None:  # noqa: ANN001
+def test_stale_csrf_token_gets_the_same_page(make_app, time_machine) -> None:
     app = make_app(WTF_CSRF_TIME_LIMIT=60)
     client = app.test_client()
     time_machine.move_to(datetime(2026, 3, 1, 12, 0, tzinfo=UTC), tick=False)
@@ -209,11 +209,13 @@ def test_counter_on_home_page_counts_pledges(client: FlaskClient) -> None:
     assert "people have pledged to pray" in home
 
 
-def test_pledge_posts_are_rate_limited(make_app) -> None:  # noqa: ANN001
+def test_pledge_posts_are_rate_limited(make_app) -> None:
     app = make_app(PLEDGE_RATE_LIMIT="2 per minute")
     client = app.test_client()
     for n in range(2):
-        assert post_form(client, "/pledge", {**VALID, "email": f"p{n}@example.org"}).status_code == 303
+        assert (
+            post_form(client, "/pledge", {**VALID, "email": f"p{n}@example.org"}).status_code == 303
+        )
     limited = post_form(client, "/pledge", {**VALID, "email": "p3@example.org"})
     assert limited.status_code == 429
     assert "Too many attempts" in limited.text

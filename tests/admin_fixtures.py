@@ -1,0 +1,1 @@
+"""Fixtures for the admin area: accounts and signed-in clients."""

@@ -1,0 +1,1 @@
+"""Fixtures for Stripe: a fake HTTP client behind the real stripe library, signed webhooks."""
