@@ -157,7 +157,7 @@ def register_error_handlers(app: Flask) -> None:
 
 
 def register_template_helpers(app: Flask) -> None:
-    from .forms import CONSENT_TEXT
+    from .forms import CONSENT_TEXT, country_names
 
     @app.context_processor
     def site_globals() -> dict[str, Any]:
@@ -165,6 +165,7 @@ def register_template_helpers(app: Flask) -> None:
             "site_name": app.config["SITE_NAME"],
             "assembly_url": app.config["ASSEMBLY_URL"],
             "consent_text": CONSENT_TEXT,
+            "country_name": lambda code: country_names().get(code or "", ""),
         }
 
     @app.template_filter("absolute")

@@ -56,9 +56,7 @@ class Article:
     title: str
     html: str
     description: str = ""
-    subtitle: str = ""
     date: date | None = None
-    event: str = ""
     author: str = ""
     image: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
@@ -73,9 +71,7 @@ def load_article(path: Path) -> Article:
         title=str(meta.get("title") or path.stem.replace("-", " ").capitalize()),
         html=render_markdown(post.content),
         description=str(meta.get("description", "")),
-        subtitle=str(meta.get("subtitle", "")),
         date=published if isinstance(published, date) else None,
-        event=str(meta.get("event", "")),
         author=str(meta.get("author", "")),
         image=str(meta.get("image", "")),
         meta=meta,

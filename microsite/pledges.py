@@ -57,5 +57,28 @@ def record_pledge(data: PledgeInput) -> bool:
     return True
 
 
+def recent_public_pledgers(limit: int = 5) -> list[tuple[str, str | None]]:
+    """First names and countries of the latest people who agreed to be shown."""
+    rows = db.session.execute(
+        select(Pledge.name, Pledge.country)
+        .where(Pledge.show_publicly.is_(True))
+        .order_by(Pledge.created_at.desc(), Pledge.id.desc())
+        .limit(limit)
+    )
+    return [(name.split()[0] if name.split() else name, country) for name, country in rows]
+
+
 def pledge_count() -> int:
     return db.session.scalar(select(func.count(Pledge.id))) or 0
+
+
+@dataclass(frozen=True)
+class PublicSummary:
+    """What anyone may see: how many pledged, and who chose to be named."""
+
+    count: int
+    recent: list[tuple[str, str | None]]
+
+
+def public_summary() -> PublicSummary:
+    return PublicSummary(count=pledge_count(), recent=recent_public_pledgers())

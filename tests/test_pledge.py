@@ -220,3 +220,15 @@ def test_pledge_posts_are_rate_limited(make_app) -> None:
     assert limited.status_code == 429
     assert "Too many attempts" in limited.text
     assert int(limited.headers["Retry-After"]) > 0
+
+
+def test_only_those_who_opted_in_are_named_by_first_name(client: FlaskClient) -> None:
+    post_form(
+        client, "/pledge", {**VALID, "name": "Łukasz Nowak", "country": "PL", "show_publicly": "y"}
+    )
+    post_form(client, "/pledge", {**VALID, "name": "Hidden Person", "email": "h@example.org"})
+    home = client.get("/").text
+    assert '<span class="recent-name">Łukasz (Poland)</span>' in home
+    assert "Nowak" not in home
+    assert "Hidden" not in home
+    assert "maria@example.org" not in home

@@ -7,7 +7,7 @@ from werkzeug.wrappers import Response
 
 from ..extensions import limiter
 from ..forms import PledgeForm
-from ..pledges import PledgeInput, pledge_count, record_pledge
+from ..pledges import PledgeInput, public_summary, record_pledge
 
 bp = Blueprint("pledge", __name__, url_prefix="/pledge")
 
@@ -37,10 +37,10 @@ def pledge() -> Response | tuple[str, int] | str:
         # The same answer whether or not the address had pledged before.
         return redirect(url_for("pledge.thanks"), code=303)
     status = 422 if form.is_submitted() else 200
-    return render_template("pledge/form.html", form=form, pledge_count=pledge_count()), status
+    return render_template("pledge/form.html", form=form, pledges=public_summary()), status
 
 
 @bp.get("/thanks")
 def thanks() -> str:
     """Thank the visitor and show how many now pray."""
-    return render_template("pledge/thanks.html", pledge_count=pledge_count())
+    return render_template("pledge/thanks.html", pledges=public_summary())

@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from ..forms import PledgeForm
 from ..models import db
-from ..pledges import pledge_count
+from ..pledges import public_summary
 
 bp = Blueprint("public", __name__)
 
@@ -26,7 +26,7 @@ def home() -> str:
         "public/article.html",
         article=article,
         pledge_form=PledgeForm(),
-        pledge_count=pledge_count(),
+        pledges=public_summary(),
         canonical_path="/",
     )
 
@@ -41,7 +41,7 @@ def article(slug: str) -> str:
         "public/article.html",
         article=found,
         pledge_form=PledgeForm(),
-        pledge_count=pledge_count(),
+        pledges=public_summary(),
         canonical_path=f"/articles/{slug}",
     )
 
