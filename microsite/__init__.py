@@ -115,9 +115,10 @@ def register_error_handlers(app: Flask) -> None:
     def csrf_error(error: CSRFError):
         return render_error(
             400,
-            "This page had been open too long",
-            "For your security, forms expire after a while. Please reload the page, "
-            "check what you entered and send it again.",
+            "Please reload the form",
+            "For your security, each form works only for a while and only with the cookie "
+            "this site gave your browser. This one had expired or came without it. Please "
+            "reload the page, check what you entered and send it again.",
             reload_url=request.path,
         )
 
@@ -139,21 +140,14 @@ def register_error_handlers(app: Flask) -> None:
         headers = {"Retry-After": str(retry)} if retry else {}
         return body, code, headers
 
+    # Also receives unhandled exceptions as a 500 (Flask logs them first), except
+    # when debugging or testing, where they propagate with their traceback.
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):
         code = error.code or 500
         if code < 400:
             return error
         return render_error(code)
-
-    @app.errorhandler(Exception)
-    def unexpected(error: Exception):
-        if isinstance(error, HTTPException):
-            return http_error(error)
-        app.logger.exception("unhandled error on %s %s", request.method, request.path)
-        if app.config.get("PROPAGATE_EXCEPTIONS"):
-            raise error
-        return render_error(500)
 
 
 def register_template_helpers(app: Flask) -> None:

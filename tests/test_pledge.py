@@ -173,7 +173,7 @@ def test_markup_in_a_name_is_shown_as_text(client: FlaskClient) -> None:
 def test_missing_csrf_token_gets_a_friendly_reload_page(app: Flask, client: FlaskClient) -> None:
     response = client.post("/pledge", data=VALID)
     assert response.status_code == 400
-    assert "Please reload the page" in response.text
+    assert "Please reload the form" in response.text
     assert 'href="/pledge"' in response.text
     assert count(app) == 0
 
@@ -186,7 +186,7 @@ def test_stale_csrf_token_gets_the_same_page(make_app, time_machine) -> None:
     time_machine.move_to(datetime(2026, 3, 1, 12, 5, tzinfo=UTC), tick=False)
     response = client.post("/pledge", data={**VALID, "csrf_token": token})
     assert response.status_code == 400
-    assert "This page had been open too long" in response.text
+    assert "Please reload the form" in response.text
     assert count(app) == 0
 
 
