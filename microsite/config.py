@@ -30,6 +30,9 @@ DEFAULTS: dict[str, Any] = {
     "PLEDGE_RATE_LIMIT": "20 per minute;200 per day",
     "DONATE_RATE_LIMIT": "10 per minute",
     "LOGIN_RATE_LIMIT": "10 per 15 minutes",
+    # Failed sign-ins for one account from anywhere: a short window, so a stranger
+    # guessing cannot keep a real admin out for long.
+    "LOGIN_ACCOUNT_RATE_LIMIT": "5 per minute",
     "CONSENT_VERSION": "2026-11-pledge-v1",
     "STRIPE_SECRET_KEY": "",
     "STRIPE_WEBHOOK_SECRET": "",

@@ -7,9 +7,19 @@ from functools import cache
 import pycountry
 from email_validator import EmailNotValidError, validate_email
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, RadioField, SelectField, StringField, TextAreaField
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    RadioField,
+    SelectField,
+    StringField,
+    TextAreaField,
+)
 from wtforms.fields.choices import SelectChoice
-from wtforms.validators import DataRequired, InputRequired, Length, ValidationError
+from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from .models import PRAYER_RHYTHM_LABELS
 
@@ -108,3 +118,118 @@ class PledgeForm(FlaskForm):
     def validate_country(self, field: SelectField) -> None:
         if field.data and field.data not in country_names():
             raise ValidationError("Choose a country from the list, or leave it blank.")
+
+
+# --------------------------------------------------------------------------- admin
+
+
+class LoginForm(FlaskForm):
+    email = StringField(
+        "Email address",
+        filters=[strip],
+        validators=[DataRequired("Enter your email address."), Length(max=254)],
+        render_kw={"autocomplete": "username", "maxlength": 254, "spellcheck": "false"},
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired("Enter your password."), Length(max=1024)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    next = HiddenField()
+
+
+class ActionForm(FlaskForm):
+    """A form that carries only its CSRF token, for buttons such as Sign out."""
+
+
+class _ListFilterForm(FlaskForm):
+    """Filters read from the query string: no CSRF, they change nothing."""
+
+    class Meta:
+        csrf = False
+
+    q = StringField(
+        "Name or email",
+        filters=[strip],
+        validators=[Length(max=254)],
+        render_kw={"type": "search", "spellcheck": "false"},
+    )
+    since = DateField("From", validators=[Optional()])
+    until = DateField("To", validators=[Optional()])
+
+    def validate_until(self, field: DateField) -> None:
+        if field.data and self.since.data and field.data < self.since.data:
+            raise ValidationError("The end date is before the start date.")
+
+
+def _any(label: str, pairs: list[tuple[str, str]]) -> list[SelectChoice]:
+    return choices([("", label), *pairs])
+
+
+class PledgeFilterForm(_ListFilterForm):
+    country = SelectField("Country", choices=[], validate_choice=False)
+    rhythm = SelectField(
+        "How they pray",
+        choices=_any("Any", [(k.value, label) for k, label in PRAYER_RHYTHM_LABELS.items()]),
+    )
+    public = SelectField(
+        "Shown publicly",
+        choices=_any("Either", [("yes", "Yes, opted in"), ("no", "No")]),
+    )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.country.choices = _any("Any", [("none", "Not given"), *country_choices()])
+
+    def validate_country(self, field: SelectField) -> None:
+        if field.data and field.data != "none" and field.data not in country_names():
+            raise ValidationError("Choose a country from the list.")
+
+
+class DonationFilterForm(_ListFilterForm):
+    status = SelectField("Status", choices=[])
+    frequency = SelectField(
+        "Frequency", choices=_any("Any", [("one_time", "One-time"), ("monthly", "Monthly")])
+    )
+    currency = SelectField("Currency", choices=[])
+    mode = SelectField(
+        "Live or test", choices=_any("Both", [("live", "Live only"), ("test", "Test only")])
+    )
+
+    def __init__(self, *args: object, statuses: list[str], currencies: list[str], **kwargs: object):
+        super().__init__(*args, **kwargs)
+        self.status.choices = _any("Any", [(s, s.replace("_", " ").capitalize()) for s in statuses])
+        self.currency.choices = _any("Any", [(c, c) for c in currencies])
+
+
+class PersonSearchForm(FlaskForm):
+    class Meta:
+        csrf = False
+
+    email = StringField(
+        "Email address",
+        filters=[strip],
+        validators=[DataRequired("Enter the email address to look for."), Length(max=254)],
+        render_kw={"type": "search", "spellcheck": "false", "autocomplete": "off"},
+    )
+
+
+class PersonDownloadForm(FlaskForm):
+    email = HiddenField(validators=[DataRequired(), Length(max=254)])
+    format = SelectField(
+        "Format", choices=choices([("json", "JSON"), ("csv", "CSV (spreadsheet)")])
+    )
+
+
+class EraseForm(FlaskForm):
+    email = HiddenField(validators=[DataRequired(), Length(max=254)])
+    confirm = StringField(
+        "Type the email address again to confirm",
+        filters=[strip],
+        validators=[DataRequired("Type the email address to confirm the erasure.")],
+        render_kw={"autocomplete": "off", "spellcheck": "false"},
+    )
+
+    def validate_confirm(self, field: StringField) -> None:
+        if (field.data or "").casefold() != (self.email.data or "").strip().casefold():
+            raise ValidationError("That is not the same email address. Nothing was erased.")

@@ -2,6 +2,335 @@
 
 from __future__ import annotations
 
-from flask import Blueprint
+import json
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
+from sqlalchemy import desc, select
+from werkzeug.wrappers import Response as BaseResponse
+
+from .. import auth, exports, records
+from ..extensions import limiter
+from ..forms import (
+    ActionForm,
+    DonationFilterForm,
+    EraseForm,
+    LoginForm,
+    PersonDownloadForm,
+    PersonSearchForm,
+    PledgeFilterForm,
+    country_names,
+)
+from ..models import AuditLog, Donation, DonationStatus, Pledge, db, utcnow
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+PER_PAGE = 50
+PUBLIC_ENDPOINTS = {"admin.login"}
+
+
+# --------------------------------------------------------------------------- guard
+
+
+@bp.before_request
+def require_admin() -> BaseResponse | None:
+    """Send anyone not signed in to the sign-in page; the one guard for all of /admin."""
+    g.admin = auth.session_admin()
+    if g.admin is not None or request.endpoint in PUBLIC_ENDPOINTS:
+        return None
+    if request.method == "GET":
+        return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+    return redirect(url_for("admin.login"), code=303)
+
+
+@bp.after_app_request
+def no_store(response: Response) -> Response:
+    """Admin pages hold personal data: never keep them in a browser or proxy cache."""
+    if request.path == bp.url_prefix or request.path.startswith(f"{bp.url_prefix}/"):
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Pragma"] = "no-cache"
+    return response
+
+
+@bp.context_processor
+def admin_globals() -> dict[str, Any]:
+    return {
+        "admin": g.get("admin"),
+        "action_form": ActionForm(),
+        "money": records.money,
+        "country_names": country_names(),
+    }
+
+
+# --------------------------------------------------------------------------- sign in
+
+
+def _client_key() -> str:
+    return f"client:{request.remote_addr or 'unknown'}"
+
+
+def _account_key() -> str:
+    return "account:" + auth.normalise_email(request.form.get("email", ""))[:254]
+
+
+def _client_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+def _account_limit() -> str:
+    return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
+
+
+def _failed(response: Response) -> bool:
+    """Only failed sign-ins count towards the limits."""
+    return response.status_code != 303
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@limiter.limit(_client_limit, key_func=_client_key, methods=["POST"], deduct_when=_failed)
+@limiter.limit(_account_limit, key_func=_account_key, methods=["POST"], deduct_when=_failed)
+def login() -> BaseResponse | tuple[str, int] | str:
+    """Sign an admin in, then send them where they were going."""
+    form = LoginForm()
+    if request.method == "GET":
+        form.next.data = auth.safe_next(request.args.get("next")) or ""
+        if g.admin is not None:
+            return redirect(form.next.data or url_for("admin.dashboard"))
+    failed = False
+    if form.validate_on_submit():
+        admin = auth.authenticate(form.email.data, form.password.data)
+        if admin is not None:
+            auth.start_session(admin)
+            records.audit(admin.email, "sign_in")
+            current_app.logger.info("admin sign-in: %s", admin.email)
+            return redirect(auth.safe_next(form.next.data) or url_for("admin.dashboard"), code=303)
+        # Name the account only when it exists: a password typed into the email box
+        # must never reach the log.
+        known = auth.find_admin(form.email.data)
+        records.audit(known.email if known else "unknown account", "sign_in_failed")
+        current_app.logger.warning(
+            "admin sign-in failed for %s from %s",
+            known.email if known else "an unknown account",
+            request.remote_addr,
+        )
+        failed = True
+    status = 401 if failed else 422 if form.is_submitted() else 200
+    form.password.data = ""
+    return render_template("admin/login.html", form=form, failed=failed), status
+
+
+@bp.post("/logout")
+def logout() -> BaseResponse:
+    """Sign out everywhere: the session cookie, and any copy of it, stops working."""
+    if ActionForm().validate_on_submit():
+        email = g.admin.email
+        auth.end_session(g.admin)
+        records.audit(email, "sign_out")
+        current_app.logger.info("admin sign-out: %s", email)
+        flash("You are signed out.", "ok")
+    return redirect(url_for("admin.login"), code=303)
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+@bp.get("/")
+def dashboard() -> str:
+    """Totals for pledges and donations, live and test apart, and recent activity."""
+    return render_template("admin/dashboard.html", stats=records.dashboard())
+
+
+# --------------------------------------------------------------------------- lists
+
+
+def _page() -> int:
+    return max(1, request.args.get("page", 1, type=int) or 1)
+
+
+def _clean(form: Any, names: tuple[str, ...]) -> dict[str, Any]:
+    """The valid filter values; a filter with an error is left out, on list and export alike."""
+    form.validate()
+    values: dict[str, Any] = {}
+    for name in names:
+        field = form[name]
+        if not field.errors and field.data not in (None, ""):
+            values[name] = field.data
+    return values
+
+
+def pledge_filters() -> tuple[PledgeFilterForm, records.PledgeFilters]:
+    form = PledgeFilterForm(formdata=request.args)
+    values = _clean(form, ("q", "since", "until", "country", "rhythm", "public"))
+    return form, records.PledgeFilters(**values)
+
+
+def donation_filters() -> tuple[DonationFilterForm, records.DonationFilters]:
+    form = DonationFilterForm(
+        formdata=request.args,
+        statuses=[s.value for s in DonationStatus],
+        currencies=records.donation_currencies(),
+    )
+    values = _clean(form, ("q", "since", "until", "status", "frequency", "currency", "mode"))
+    return form, records.DonationFilters(**values)
+
+
+@bp.get("/pledges")
+def pledges() -> str:
+    """Pledges, newest first, narrowed by the filters."""
+    form, filters = pledge_filters()
+    page = db.paginate(
+        records.filter_pledges(select(Pledge), filters),
+        page=_page(),
+        per_page=PER_PAGE,
+        error_out=False,
+    )
+    return render_template("admin/pledges.html", form=form, filters=filters, page=page)
+
+
+@bp.get("/donations")
+def donations() -> str:
+    """Donations, newest first, narrowed by the filters."""
+    form, filters = donation_filters()
+    page = db.paginate(
+        records.filter_donations(select(Donation), filters),
+        page=_page(),
+        per_page=PER_PAGE,
+        error_out=False,
+    )
+    return render_template("admin/donations.html", form=form, filters=filters, page=page)
+
+
+def _download(export: exports.Export) -> Response:
+    body = exports.stream_csv(export, actor=g.admin.email, via="web")
+    response = Response(stream_with_context(body), mimetype="text/csv")
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{export.filename(utcnow().date())}"'
+    )
+    return response
+
+
+@bp.get("/pledges.csv")
+def export_pledges() -> Response:
+    """Download exactly the pledges the list shows with these filters."""
+    _form, filters = pledge_filters()
+    return _download(exports.pledge_export(filters))
+
+
+@bp.get("/donations.csv")
+def export_donations() -> Response:
+    """Download exactly the donations the list shows with these filters."""
+    _form, filters = donation_filters()
+    return _download(exports.donation_export(filters))
+
+
+# --------------------------------------------------------------------------- audit log
+
+
+@bp.get("/audit")
+def audit_log() -> str:
+    """Who signed in, exported or erased what, and when; newest first."""
+    page = db.paginate(
+        select(AuditLog).order_by(desc(AuditLog.at), desc(AuditLog.id)),
+        page=_page(),
+        per_page=PER_PAGE,
+        error_out=False,
+    )
+    return render_template("admin/audit.html", page=page, details=records.audit_details)
+
+
+# --------------------------------------------------------------------------- one person
+
+
+@bp.get("/people")
+def people() -> str:
+    """Find everything held about one email address."""
+    form = PersonSearchForm(formdata=request.args if "email" in request.args else None)
+    person = None
+    if "email" in request.args and form.validate():
+        person = records.find_person(form.email.data)
+        records.audit(g.admin.email, "person_lookup", {"found": "yes" if person.found else "no"})
+    download = PersonDownloadForm(email=person.email if person else "")
+    erase = EraseForm(email=person.email if person else "")
+    return render_template(
+        "admin/people.html", form=form, person=person, download=download, erase=erase
+    )
+
+
+@bp.post("/people/download")
+def person_download() -> Response:
+    """Download one person's data, as JSON or CSV, for a subject access request."""
+    form = PersonDownloadForm()
+    if not form.validate_on_submit():
+        abort(400)
+    person = records.find_person(form.email.data)
+    if not person.found:
+        abort(404)
+    data = records.person_data(person)
+    records.audit(
+        g.admin.email,
+        "person_download",
+        {"format": form.format.data},
+        row_count=(1 if person.pledge else 0) + len(person.donations),
+    )
+    current_app.logger.info("personal data downloaded by %s", g.admin.email)
+    today = utcnow().date().isoformat()
+    if form.format.data == "csv":
+        body = b"".join(exports.csv_lines(("Record", "Field", "Value"), _person_rows(data)))
+        mimetype, suffix = "text/csv; charset=utf-8", "csv"
+    else:
+        body = json.dumps(data, indent=2, ensure_ascii=False).encode("utf-8")
+        mimetype, suffix = "application/json", "json"
+    response = Response(body, content_type=mimetype)
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="renate-personal-data-{today}.{suffix}"'
+    )
+    return response
+
+
+def _person_rows(data: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    rows: list[tuple[str, str, Any]] = [("request", "email", data["email"])]
+    rows.append(("request", "exported_at", data["exported_at"]))
+    if data["pledge"]:
+        rows += [("pledge", key, value) for key, value in data["pledge"].items()]
+    for n, donation in enumerate(data["donations"], start=1):
+        rows += [(f"donation {n}", key, value) for key, value in donation.items()]
+    return rows
+
+
+@bp.post("/people/erase")
+def person_erase() -> BaseResponse | tuple[str, int]:
+    """Erase a person: pledge deleted, donations kept for the accounts but made anonymous."""
+    form = EraseForm()
+    if not form.validate_on_submit():
+        person = records.find_person(form.email.data or "")
+        search = PersonSearchForm(data={"email": person.email})
+        download = PersonDownloadForm(email=person.email)
+        return render_template(
+            "admin/people.html", form=search, person=person, download=download, erase=form
+        ), 422
+    erasure = records.erase_person(form.email.data, actor=g.admin.email)
+    current_app.logger.info(
+        "erasure by %s: %d pledge deleted, %d donations blanked",
+        g.admin.email,
+        erasure.pledges,
+        erasure.donations,
+    )
+    flash(
+        f"Erased: {erasure.pledges} pledge deleted, {erasure.donations} donation"
+        f"{'' if erasure.donations == 1 else 's'} kept without the person's details.",
+        "ok",
+    )
+    return redirect(url_for("admin.people"), code=303)

@@ -1,0 +1,167 @@
+"""Admin accounts and their sign-in sessions.
+
+Flask's session is a signed cookie, which a server cannot revoke. Each admin therefore
+carries a session version: the cookie names the version it was issued under, and signing
+out (or a new password, or disabling the account) bumps it, so every older cookie,
+even one copied before the sign-out, stops working.
+"""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from urllib.parse import urlsplit
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from flask import current_app, session
+from sqlalchemy import select
+
+from .models import AdminUser, db, utcnow
+
+MIN_PASSWORD_LENGTH = 12
+
+# argon2id with the library's defaults (RFC 9106's second recommended option).
+hasher = PasswordHasher()
+
+
+# Verified against when the email is unknown, so a wrong email costs as long as a
+# wrong password and the timing does not reveal which addresses are admins.
+@cache
+def _dummy_hash() -> str:
+    return hasher.hash("no account has this password")
+
+
+class AccountError(ValueError):
+    """A request about an admin account that cannot be done; the message says why."""
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().casefold()
+
+
+def check_password(password: str) -> None:
+    """Refuse a password too short to resist guessing."""
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.")
+
+
+def find_admin(email: str) -> AdminUser | None:
+    return db.session.scalar(select(AdminUser).where(AdminUser.email == normalise_email(email)))
+
+
+def _require(email: str) -> AdminUser:
+    admin = find_admin(email)
+    if admin is None:
+        raise AccountError(f"There is no admin account for {email}.")
+    return admin
+
+
+def create_admin(email: str, password: str) -> AdminUser:
+    """Add an admin who can sign in with this email and password."""
+    try:
+        address = validate_email(email, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise AccountError("Enter an email address like name@example.org.") from exc
+    check_password(password)
+    if find_admin(address) is not None:
+        raise AccountError(f"An admin account for {address} already exists.")
+    admin = AdminUser(email=normalise_email(address), password_hash=hasher.hash(password))
+    db.session.add(admin)
+    db.session.commit()
+    return admin
+
+
+def set_password(email: str, password: str) -> AdminUser:
+    """Give an admin a new password and end every session they had."""
+    check_password(password)
+    admin = _require(email)
+    admin.password_hash = hasher.hash(password)
+    admin.session_version += 1
+    db.session.commit()
+    return admin
+
+
+def set_active(email: str, active: bool) -> AdminUser:
+    """Allow or stop an admin's sign-in; stopping also ends their sessions at once."""
+    admin = _require(email)
+    admin.active = active
+    admin.session_version += 1
+    db.session.commit()
+    return admin
+
+
+def list_admins() -> list[AdminUser]:
+    return list(db.session.scalars(select(AdminUser).order_by(AdminUser.email)))
+
+
+def authenticate(email: str, password: str) -> AdminUser | None:
+    """The active admin with this email and password, or None whichever part was wrong."""
+    admin = find_admin(email)
+    try:
+        hasher.verify(admin.password_hash if admin else _dummy_hash(), password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if admin is None or not admin.active:
+        return None
+    if hasher.check_needs_rehash(admin.password_hash):
+        admin.password_hash = hasher.hash(password)
+        db.session.commit()
+    return admin
+
+
+def start_session(admin: AdminUser) -> None:
+    """Sign the admin in on a fresh session: nothing from before sign-in is carried over."""
+    session.clear()
+    now = int(time.time())
+    session["admin_id"] = admin.id
+    session["admin_version"] = admin.session_version
+    session["admin_started"] = now
+    session["admin_seen"] = now
+    admin.last_login_at = utcnow()
+    db.session.commit()
+
+
+def end_session(admin: AdminUser) -> None:
+    """Sign out: this cookie and every copy of it stop working."""
+    admin.session_version += 1
+    db.session.commit()
+    session.clear()
+
+
+def session_admin() -> AdminUser | None:
+    """The admin this request's session belongs to, if it is still valid; else clear it."""
+    admin_id = session.get("admin_id")
+    if admin_id is None:
+        return None
+    now = int(time.time())
+    config = current_app.config
+    idle = int(config["ADMIN_IDLE_MINUTES"]) * 60
+    absolute = int(config["ADMIN_ABSOLUTE_HOURS"]) * 3600
+    started = int(session.get("admin_started", 0))
+    seen = int(session.get("admin_seen", 0))
+    admin = db.session.get(AdminUser, admin_id)
+    if (
+        admin is None
+        or not admin.active
+        or session.get("admin_version") != admin.session_version
+        or now - seen > idle
+        or now - started > absolute
+    ):
+        session.clear()
+        return None
+    session["admin_seen"] = now
+    return admin
+
+
+def safe_next(target: str | None) -> str | None:
+    """The `next` path if it stays on this site, else None: no open redirects."""
+    if not target or not target.startswith("/") or target.startswith(("//", "/\\")):
+        return None
+    if any(ord(ch) < 32 or ch == "\\" for ch in target):
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target

@@ -1,0 +1,385 @@
+"""The admin area's services: filter, count, find and erase the personal data we hold.
+
+The lists, their CSV exports and the shell export all build their query here, so an
+export holds exactly the rows the list showed.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from flask import current_app
+from sqlalchemy import Select, delete, desc, func, or_, select
+
+from .models import (
+    AuditLog,
+    Donation,
+    DonationStatus,
+    Frequency,
+    Pledge,
+    PrayerRhythm,
+    db,
+    utcnow,
+)
+
+# Currencies whose amounts have no minor unit (ISO 4217 exponent 0).
+ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "XAF"}
+
+# Money that reached us: a gift counts once paid, and stays counted if later ended.
+RECEIVED = (DonationStatus.PAID, DonationStatus.ENDED, DonationStatus.REFUNDED)
+
+
+def minor_to_text(amount: int, currency: str) -> str:
+    """Minor units as a plain decimal string, e.g. 2550 EUR -> "25.50"."""
+    if currency.upper() in ZERO_DECIMAL:
+        return str(amount)
+    sign = "-" if amount < 0 else ""
+    whole, cents = divmod(abs(amount), 100)
+    return f"{sign}{whole}.{cents:02d}"
+
+
+def money(amount: int, currency: str) -> str:
+    return f"{minor_to_text(amount, currency)} {currency.upper()}"
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- filters
+
+
+@dataclass(frozen=True)
+class PledgeFilters:
+    """What the pledge list is narrowed to. Dates are whole UTC days, both included."""
+
+    q: str = ""
+    since: date | None = None
+    until: date | None = None
+    country: str = ""
+    rhythm: str = ""
+    public: str = ""  # "", "yes" or "no"
+
+    def active(self) -> dict[str, str]:
+        """The filters in use, as text: for links, the audit log and file names."""
+        return {
+            k: v.isoformat() if isinstance(v, date) else v for k, v in asdict(self).items() if v
+        }
+
+
+@dataclass(frozen=True)
+class DonationFilters:
+    """What the donation list is narrowed to. Dates are whole UTC days, both included."""
+
+    q: str = ""
+    since: date | None = None
+    until: date | None = None
+    status: str = ""
+    frequency: str = ""
+    currency: str = ""
+    mode: str = ""  # "", "live" or "test"
+
+    def active(self) -> dict[str, str]:
+        """The filters in use, as text: for links, the audit log and file names."""
+        return {
+            k: v.isoformat() if isinstance(v, date) else v for k, v in asdict(self).items() if v
+        }
+
+
+def _dates(query: Select[Any], column: Any, since: date | None, until: date | None) -> Select[Any]:
+    if since:
+        query = query.where(column >= _day_start(since))
+    if until:
+        query = query.where(column < _day_start(until + timedelta(days=1)))
+    return query
+
+
+def filter_pledges(query: Select[Any], filters: PledgeFilters) -> Select[Any]:
+    """Narrow a pledge query to the filters, newest first."""
+    if filters.q:
+        query = query.where(
+            or_(
+                Pledge.name.icontains(filters.q, autoescape=True),
+                Pledge.email_key.contains(filters.q.strip().casefold(), autoescape=True),
+            )
+        )
+    query = _dates(query, Pledge.created_at, filters.since, filters.until)
+    if filters.country == "none":
+        query = query.where(Pledge.country.is_(None))
+    elif filters.country:
+        query = query.where(Pledge.country == filters.country)
+    if filters.rhythm:
+        query = query.where(Pledge.rhythm == filters.rhythm)
+    if filters.public:
+        query = query.where(Pledge.show_publicly.is_(filters.public == "yes"))
+    return query.order_by(desc(Pledge.created_at), desc(Pledge.id))
+
+
+def filter_donations(query: Select[Any], filters: DonationFilters) -> Select[Any]:
+    """Narrow a donation query to the filters, newest first."""
+    if filters.q:
+        query = query.where(
+            or_(
+                Donation.donor_name.icontains(filters.q, autoescape=True),
+                Donation.donor_email.icontains(filters.q.strip(), autoescape=True),
+                Donation.reference == filters.q.strip(),
+            )
+        )
+    query = _dates(query, Donation.created_at, filters.since, filters.until)
+    if filters.status:
+        query = query.where(Donation.status == filters.status)
+    if filters.frequency:
+        query = query.where(Donation.frequency == filters.frequency)
+    if filters.currency:
+        query = query.where(Donation.currency == filters.currency.upper())
+    if filters.mode:
+        query = query.where(Donation.livemode.is_(filters.mode == "live"))
+    return query.order_by(desc(Donation.created_at), desc(Donation.id))
+
+
+def donation_currencies() -> list[str]:
+    """Currencies we take, and any others already in the database."""
+    configured = [c.strip().upper() for c in current_app.config["DONATION_CURRENCIES"].split(",")]
+    stored = db.session.scalars(select(Donation.currency).distinct())
+    return sorted({*filter(None, configured), *stored})
+
+
+# --------------------------------------------------------------------------- dashboard
+
+
+@dataclass
+class DonationSummary:
+    """Totals for live or for test donations; the two are never added together."""
+
+    paid: list[dict[str, Any]] = field(default_factory=list)
+    active_monthly: list[dict[str, Any]] = field(default_factory=list)
+    refunds: list[dict[str, Any]] = field(default_factory=list)
+    count: int = 0
+
+
+def _donation_summary(live: bool) -> DonationSummary:
+    mode = Donation.livemode.is_(live)
+    summary = DonationSummary()
+    summary.count = db.session.scalar(select(func.count(Donation.id)).where(mode)) or 0
+    paid = db.session.execute(
+        select(
+            Donation.currency,
+            Donation.frequency,
+            func.count(Donation.id),
+            func.sum(Donation.amount_received),
+        )
+        .where(mode, Donation.status.in_(RECEIVED))
+        .group_by(Donation.currency, Donation.frequency)
+        .order_by(Donation.currency, Donation.frequency)
+    )
+    by_currency: dict[str, dict[str, Any]] = {}
+    for currency, frequency, count, total in paid:
+        row = by_currency.setdefault(
+            currency, {"currency": currency, "one_time": 0, "monthly": 0, "gifts": 0, "total": 0}
+        )
+        key = "monthly" if frequency == Frequency.MONTHLY else "one_time"
+        row[key] += total or 0
+        row["gifts"] += count
+        row["total"] += total or 0
+    summary.paid = list(by_currency.values())
+    monthly = db.session.execute(
+        select(
+            Donation.currency,
+            func.count(Donation.id),
+            func.sum(Donation.amount + Donation.fee_covered),
+        )
+        .where(
+            mode, Donation.frequency == Frequency.MONTHLY, Donation.status == DonationStatus.PAID
+        )
+        .group_by(Donation.currency)
+        .order_by(Donation.currency)
+    )
+    summary.active_monthly = [
+        {"currency": c, "gifts": n, "per_month": total or 0} for c, n, total in monthly
+    ]
+    refunds = db.session.execute(
+        select(Donation.currency, func.count(Donation.id), func.sum(Donation.amount_refunded))
+        .where(mode, Donation.amount_refunded > 0)
+        .group_by(Donation.currency)
+        .order_by(Donation.currency)
+    )
+    summary.refunds = [{"currency": c, "gifts": n, "total": total or 0} for c, n, total in refunds]
+    return summary
+
+
+def dashboard() -> dict[str, Any]:
+    """The figures on the admin home page."""
+    now = utcnow()
+    count = func.count(Pledge.id)
+    total = db.session.scalar(select(count)) or 0
+    last_7 = db.session.scalar(select(count).where(Pledge.created_at >= now - timedelta(days=7)))
+    last_30 = db.session.scalar(select(count).where(Pledge.created_at >= now - timedelta(days=30)))
+    rhythms = dict(db.session.execute(select(Pledge.rhythm, count).group_by(Pledge.rhythm)).all())
+    by_rhythm = [(r.label, r.value, rhythms.get(r.value, 0)) for r in PrayerRhythm]
+    countries = db.session.execute(
+        select(Pledge.country, count)
+        .group_by(Pledge.country)
+        .order_by(desc(count), Pledge.country)
+        .limit(8)
+    ).all()
+    recent_pledges = db.session.scalars(
+        select(Pledge).order_by(desc(Pledge.created_at), desc(Pledge.id)).limit(8)
+    ).all()
+    recent_donations = db.session.scalars(
+        select(Donation).order_by(desc(Donation.created_at), desc(Donation.id)).limit(8)
+    ).all()
+    recent: list[tuple[datetime, str, Any]] = [
+        *((p.created_at, "pledge", p) for p in recent_pledges),
+        *((d.created_at, "donation", d) for d in recent_donations),
+    ]
+    recent.sort(key=lambda item: item[0], reverse=True)
+    return {
+        "pledges": {
+            "total": total,
+            "last_7": last_7 or 0,
+            "last_30": last_30 or 0,
+            "by_rhythm": by_rhythm,
+            "countries": countries,
+        },
+        "live": _donation_summary(live=True),
+        "test": _donation_summary(live=False),
+        "recent": recent[:10],
+    }
+
+
+# --------------------------------------------------------------------------- audit
+
+
+def audit(
+    actor: str, action: str, details: dict[str, Any] | None = None, row_count: int | None = None
+) -> AuditLog:
+    """Record what an admin or the shell did. Callers pass no personal data in details."""
+    entry = AuditLog(
+        actor=actor,
+        action=action,
+        details=json.dumps(details, sort_keys=True, ensure_ascii=False) if details else None,
+        row_count=row_count,
+    )
+    db.session.add(entry)
+    db.session.commit()
+    return entry
+
+
+def audit_details(entry: AuditLog) -> dict[str, Any]:
+    return json.loads(entry.details) if entry.details else {}
+
+
+# --------------------------------------------------------------------------- one person
+
+
+@dataclass
+class Person:
+    """Everything we hold about one email address."""
+
+    email: str
+    pledge: Pledge | None
+    donations: list[Donation]
+
+    @property
+    def found(self) -> bool:
+        return self.pledge is not None or bool(self.donations)
+
+
+def find_person(email: str) -> Person:
+    """The pledge and donations made with this email address, whatever its case."""
+    key = email.strip().casefold()
+    pledge = db.session.scalar(select(Pledge).where(Pledge.email_key == key))
+    donations = db.session.scalars(
+        select(Donation)
+        .where(func.lower(Donation.donor_email) == key)
+        .order_by(desc(Donation.created_at), desc(Donation.id))
+    ).all()
+    return Person(email=email.strip(), pledge=pledge, donations=list(donations))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+
+def pledge_record(pledge: Pledge) -> dict[str, Any]:
+    return {
+        "name": pledge.name,
+        "email": pledge.email,
+        "country": pledge.country,
+        "rhythm": pledge.rhythm,
+        "intention": pledge.intention,
+        "show_publicly": pledge.show_publicly,
+        "consent_version": pledge.consent_version,
+        "consented_at": _iso(pledge.consented_at),
+        "created_at": _iso(pledge.created_at),
+    }
+
+
+def donation_record(donation: Donation) -> dict[str, Any]:
+    return {
+        "reference": donation.reference,
+        "created_at": _iso(donation.created_at),
+        "mode": "live" if donation.livemode else "test",
+        "status": donation.status,
+        "frequency": donation.frequency,
+        "currency": donation.currency,
+        "amount": minor_to_text(donation.amount, donation.currency),
+        "fee_covered": minor_to_text(donation.fee_covered, donation.currency),
+        "amount_received": minor_to_text(donation.amount_received, donation.currency),
+        "amount_refunded": minor_to_text(donation.amount_refunded, donation.currency),
+        "donor_name": donation.donor_name,
+        "donor_email": donation.donor_email,
+        "anonymous": donation.anonymous,
+        "dedication_kind": donation.dedication_kind,
+        "dedication_name": donation.dedication_name,
+        "message": donation.message,
+        "paid_at": _iso(donation.paid_at),
+    }
+
+
+def person_data(person: Person) -> dict[str, Any]:
+    """One person's data as plain values, for a JSON or CSV download."""
+    return {
+        "email": person.email,
+        "exported_at": _iso(utcnow()),
+        "pledge": pledge_record(person.pledge) if person.pledge else None,
+        "donations": [donation_record(d) for d in person.donations],
+    }
+
+
+@dataclass(frozen=True)
+class Erasure:
+    pledges: int
+    donations: int
+    references: tuple[str, ...]
+
+
+def erase_person(email: str, actor: str) -> Erasure:
+    """Delete the person's pledge and blank them from their donations; log it without them.
+
+    Donations stay, for the accounts, with name, email, message and dedication removed.
+    """
+    person = find_person(email)
+    references = tuple(d.reference for d in person.donations)
+    for donation in person.donations:
+        donation.donor_name = None
+        donation.donor_email = None
+        donation.message = None
+        donation.dedication_kind = None
+        donation.dedication_name = None
+    pledges = 0
+    if person.pledge is not None:
+        db.session.execute(delete(Pledge).where(Pledge.id == person.pledge.id))
+        pledges = 1
+    db.session.commit()
+    erasure = Erasure(pledges=pledges, donations=len(references), references=references)
+    audit(
+        actor,
+        "erase",
+        {"pledges_deleted": pledges, "donations_blanked": list(references)},
+        row_count=pledges + len(references),
+    )
+    return erasure

@@ -1,0 +1,291 @@
+"""Signing in and out of /admin: the guard, sessions, timeouts and throttling."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from microsite import auth
+from microsite.models import AdminUser, AuditLog, db
+from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD, page_token, sign_in
+from tests.helpers import csrf_token
+
+ANY_ARG = {"int": 1, "default": "x", "string": "x", "path": "x/y", "uuid": "0" * 32}
+
+
+def audit_actions(app: Flask) -> list[tuple[str, str]]:
+    with app.app_context():
+        rows = db.session.scalars(select(AuditLog).order_by(AuditLog.id))
+        return [(row.actor, row.action) for row in rows]
+
+
+def admin_urls(app: Flask) -> list[tuple[str, str]]:
+    """Every admin route with every method it answers, its arguments filled in."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
+            continue
+        args = {
+            name: ANY_ARG.get(type(conv).__name__.removesuffix("Converter").lower(), "x")
+            for name, conv in rule._converters.items()
+        }
+        url = rule.build(args)[1] if args else rule.rule
+        for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+            found.append((method, url))
+    return found
+
+
+def test_the_walk_finds_the_admin_routes(app: Flask) -> None:
+    urls = admin_urls(app)
+    assert ("GET", "/admin/") in urls
+    assert ("POST", "/admin/logout") in urls
+    assert ("GET", "/admin/pledges.csv") in urls
+    assert ("POST", "/admin/people/erase") in urls
+    assert len(urls) >= 10
+
+
+def test_every_admin_route_sends_an_anonymous_visitor_to_sign_in(
+    app: Flask, client: FlaskClient, admin_account
+) -> None:
+    # A valid CSRF token, so it is the guard that answers, not the CSRF check.
+    token = csrf_token(client.get("/admin/login").text)
+    for method, url in admin_urls(app):
+        data = {"csrf_token": token, "email": ADMIN_EMAIL, "confirm": ADMIN_EMAIL}
+        response = client.open(url, method=method, data=data if method != "GET" else None)
+        assert response.status_code in (302, 303), (method, url, response.status_code)
+        assert response.headers["Location"].startswith("/admin/login"), (method, url)
+        assert response.headers["Cache-Control"] == "no-store", (method, url)
+    # Nothing was done on the visitor's behalf.
+    assert audit_actions(app) == []
+
+
+def test_anonymous_get_remembers_where_it_was_going(client: FlaskClient) -> None:
+    response = client.get("/admin/pledges?country=IT")
+    assert response.headers["Location"] == "/admin/login?next=/admin/pledges?country%3DIT"
+
+
+def test_every_admin_page_is_not_cached(admin_client: FlaskClient) -> None:
+    for url in ("/admin/login", "/admin/", "/admin/pledges", "/admin/donations", "/admin/audit",
+                "/admin/people", "/admin/pledges.csv", "/admin/nowhere"):  # fmt: skip
+        assert admin_client.get(url).headers["Cache-Control"] == "no-store", url
+    assert "no-store" not in admin_client.get("/").headers.get("Cache-Control", "")
+
+
+def test_sign_in_lands_on_the_dashboard(app: Flask, client: FlaskClient, admin_account) -> None:
+    response = sign_in(client)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/admin/"
+    page = client.get("/admin/")
+    assert page.status_code == 200
+    assert "Overview" in page.text
+    assert ADMIN_EMAIL in page.text
+    assert audit_actions(app) == [(ADMIN_EMAIL, "sign_in")]
+    with app.app_context():
+        assert db.session.scalar(select(AdminUser.last_login_at)) is not None
+
+
+def test_email_is_matched_whatever_its_case(client: FlaskClient, admin_account) -> None:
+    assert sign_in(client, email="  Staff@RENATE-Europe.net ").status_code == 303
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [(ADMIN_EMAIL, "wrong password here"), ("nobody@example.org", ADMIN_PASSWORD)],
+    ids=["wrong-password", "unknown-email"],
+)
+def test_a_wrong_email_or_password_gets_one_generic_message(
+    app: Flask, client: FlaskClient, admin_account, email: str, password: str
+) -> None:
+    response = sign_in(client, email=email, password=password)
+    assert response.status_code == 401
+    assert "That email address and password do not match an admin account." in response.text
+    assert password not in response.text
+    assert client.get("/admin/").status_code == 302
+    [(actor, action)] = audit_actions(app)
+    assert action == "sign_in_failed"
+    assert actor == (ADMIN_EMAIL if email == ADMIN_EMAIL else "unknown account")
+
+
+def test_failure_log_never_holds_a_password(app: Flask, client: FlaskClient, admin_account, caplog):
+    # Someone types their password into the email box.
+    sign_in(client, email=ADMIN_PASSWORD, password=ADMIN_PASSWORD)
+    sign_in(client, email=ADMIN_EMAIL, password="not the password!")
+    with app.app_context():
+        stored = " ".join(f"{r.actor} {r.details}" for r in db.session.scalars(select(AuditLog)))
+    assert ADMIN_PASSWORD not in stored
+    assert "not the password!" not in stored
+    assert ADMIN_PASSWORD not in caplog.text
+    assert "not the password!" not in caplog.text
+
+
+def test_a_disabled_admin_cannot_sign_in(app: Flask, client: FlaskClient, admin_account) -> None:
+    with app.app_context():
+        auth.set_active(ADMIN_EMAIL, False)
+    assert sign_in(client).status_code == 401
+
+
+def test_empty_fields_are_explained(client: FlaskClient) -> None:
+    response = sign_in(client, email="", password="")
+    assert response.status_code == 422
+    assert "Enter your email address." in response.text
+    assert "Enter your password." in response.text
+
+
+def test_password_is_never_sent_back(client: FlaskClient, admin_account) -> None:
+    response = sign_in(client, password="a guess that is wrong")
+    assert "a guess that is wrong" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("target", "lands"),
+    [
+        ("/admin/donations?status=paid", "/admin/donations?status=paid"),
+        ("https://evil.example/admin/", "/admin/"),
+        ("//evil.example/admin/", "/admin/"),
+        ("/\\evil.example", "/admin/"),
+        ("javascript:alert(1)", "/admin/"),
+    ],
+)
+def test_next_only_leads_to_our_own_paths(
+    client: FlaskClient, admin_account, target: str, lands: str
+) -> None:
+    response = sign_in(client, next=target)
+    assert response.status_code == 303
+    assert response.headers["Location"] == lands
+
+
+def test_sign_in_starts_a_fresh_session(app: Flask, client: FlaskClient, admin_account) -> None:
+    with client.session_transaction() as session:
+        session["planted"] = "by someone else"
+    sign_in(client)
+    with client.session_transaction() as session:
+        assert "planted" not in session
+        assert session["admin_id"]
+
+
+def test_logout_needs_a_post_with_csrf(admin_client: FlaskClient) -> None:
+    assert admin_client.get("/admin/logout").status_code == 405
+    assert admin_client.post("/admin/logout").status_code == 400
+    assert admin_client.get("/admin/").status_code == 200
+
+
+def test_logout_ends_the_session_and_a_replayed_cookie_is_refused(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    cookie = admin_client.get_cookie("session")
+    assert cookie is not None
+    old_value = cookie.value
+    response = admin_client.post("/admin/logout", data={"csrf_token": page_token(admin_client)})
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/admin/login"
+    assert "You are signed out." in admin_client.get("/admin/login").text
+    assert admin_client.get("/admin/").status_code == 302
+
+    # Someone who copied the cookie before the sign-out tries it now.
+    thief = app.test_client()
+    thief.set_cookie("session", old_value, domain="localhost")
+    replay = thief.get("/admin/pledges")
+    assert replay.status_code == 302
+    assert replay.headers["Location"].startswith("/admin/login")
+    assert [a for _, a in audit_actions(app)] == ["sign_in", "sign_out"]
+
+
+def test_a_new_password_ends_open_sessions(app: Flask, admin_client: FlaskClient) -> None:
+    with app.app_context():
+        auth.set_password(ADMIN_EMAIL, "a brand new long password")
+    assert admin_client.get("/admin/").status_code == 302
+
+
+def _at(minutes: float) -> datetime:
+    return datetime(2026, 3, 2, 9, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+
+
+def test_idle_timeout(make_app, time_machine) -> None:
+    app = make_app(ADMIN_IDLE_MINUTES=30)
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    client = app.test_client()
+    time_machine.move_to(_at(0), tick=False)
+    assert sign_in(client).status_code == 303
+    time_machine.move_to(_at(29), tick=False)
+    assert client.get("/admin/").status_code == 200  # activity keeps it alive
+    time_machine.move_to(_at(58), tick=False)
+    assert client.get("/admin/").status_code == 200
+    time_machine.move_to(_at(58 + 31), tick=False)
+    response = client.get("/admin/")
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/admin/login")
+
+
+def test_absolute_timeout_even_when_active(make_app, time_machine) -> None:
+    app = make_app(ADMIN_ABSOLUTE_HOURS=12, ADMIN_IDLE_MINUTES=30)
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    client = app.test_client()
+    time_machine.move_to(_at(0), tick=False)
+    assert sign_in(client).status_code == 303
+    minute = 0
+    while minute < 12 * 60 - 20:
+        minute += 20
+        time_machine.move_to(_at(minute), tick=False)
+        assert client.get("/admin/").status_code == 200, minute
+    time_machine.move_to(_at(12 * 60 + 1), tick=False)
+    assert client.get("/admin/").status_code == 302
+
+
+def _retry_seconds(text: str) -> int:
+    match = re.search(r"try again in (\d+) seconds", text)
+    assert match, text
+    return int(match.group(1))
+
+
+def test_repeated_failures_from_one_client_get_429_saying_when(make_app) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="3 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="100 per minute")
+    client = app.test_client()
+    for n in range(3):
+        assert sign_in(client, email=f"guess{n}@example.org", password="x" * 12).status_code == 401
+    limited = sign_in(client, email="guess9@example.org", password="x" * 12)
+    assert limited.status_code == 429
+    wait = _retry_seconds(limited.text)
+    assert 0 < wait <= 15 * 60
+    assert int(limited.headers["Retry-After"]) == wait
+    assert limited.headers["Cache-Control"] == "no-store"
+
+
+def test_repeated_failures_for_one_account_are_throttled_but_not_for_long(
+    make_app, time_machine
+) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="100 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="3 per minute")
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    time_machine.move_to(_at(0), tick=False)
+    stranger = app.test_client()
+    for _ in range(3):
+        assert sign_in(stranger, password="guessing a password").status_code == 401
+    # The account is held, even for the right password from another client...
+    admin = app.test_client()
+    limited = sign_in(admin)
+    assert limited.status_code == 429
+    assert _retry_seconds(limited.text) <= 61
+    # ...but only for the short window: a minute later the real admin gets in.
+    time_machine.move_to(_at(1.1), tick=False)
+    assert sign_in(admin).status_code == 303
+
+
+def test_successful_sign_ins_do_not_count_towards_the_limit(make_app) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="2 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="2 per minute")
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    for _ in range(4):
+        assert sign_in(app.test_client()).status_code == 303
+
+
+def test_signed_in_visit_to_login_goes_to_the_dashboard(admin_client: FlaskClient) -> None:
+    response = admin_client.get("/admin/login")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/admin/"

@@ -1,0 +1,164 @@
+"""The operator's shell commands: admin accounts and exports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskCliRunner
+from sqlalchemy import select
+
+from microsite import auth
+from microsite.models import AdminUser, AuditLog, db
+from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD, sign_in
+
+PASSWORD = "a long enough password"
+
+
+def admins(app: Flask) -> list[AdminUser]:
+    with app.app_context():
+        return list(db.session.scalars(select(AdminUser)))
+
+
+def test_create_asks_twice_and_hides_the_password(app: Flask, runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["admin", "create", "Sister.Anna@Example.org"],
+                           input=f"{PASSWORD}\n{PASSWORD}\n")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Created an admin account for sister.anna@example.org" in result.output
+    assert PASSWORD not in result.output
+    assert result.output.count("Password") == 1
+    assert "Repeat for confirmation" in result.output
+    [admin] = admins(app)
+    assert admin.email == "sister.anna@example.org"
+    assert admin.password_hash.startswith("$argon2id$")
+    assert PASSWORD not in admin.password_hash
+    assert sign_in(app.test_client(), "sister.anna@example.org", PASSWORD).status_code == 303
+
+
+def test_create_refuses_a_short_password(app: Flask, runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["admin", "create", "a@example.org"], input="short\nshort\n")
+    assert result.exit_code == 1
+    assert "at least 12 characters" in result.output
+    assert admins(app) == []
+
+
+def test_create_refuses_mismatched_passwords(app: Flask, runner: FlaskCliRunner) -> None:
+    result = runner.invoke(
+        args=["admin", "create", "a@example.org"], input=f"{PASSWORD}\nsomething else!!\n"
+    )
+    assert result.exit_code != 0
+    assert admins(app) == []
+
+
+@pytest.mark.parametrize("email", ["not-an-email", "a@b"])
+def test_create_refuses_a_bad_email(app: Flask, runner: FlaskCliRunner, email: str) -> None:
+    result = runner.invoke(args=["admin", "create", email], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 1
+    assert "Enter an email address like" in result.output
+
+
+def test_create_refuses_a_duplicate(runner: FlaskCliRunner, admin_account) -> None:
+    result = runner.invoke(
+        args=["admin", "create", ADMIN_EMAIL.upper()], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert result.exit_code == 1
+    assert "already exists" in result.output
+
+
+def test_password_is_not_an_argument(runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["admin", "create", "a@example.org", PASSWORD])
+    assert result.exit_code == 2
+
+
+def test_list_disable_enable(app: Flask, runner: FlaskCliRunner, admin_account) -> None:
+    listed = runner.invoke(args=["admin", "list"])
+    assert f"{ADMIN_EMAIL}\tactive\tlast sign-in: never" in listed.output
+
+    client = app.test_client()
+    assert sign_in(client).status_code == 303
+    result = runner.invoke(args=["admin", "disable", ADMIN_EMAIL])
+    assert result.exit_code == 0
+    assert client.get("/admin/").status_code == 302  # the open session ended too
+    assert sign_in(app.test_client()).status_code == 401
+    assert "disabled" in runner.invoke(args=["admin", "list"]).output
+
+    assert runner.invoke(args=["admin", "enable", ADMIN_EMAIL]).exit_code == 0
+    assert sign_in(app.test_client()).status_code == 303
+
+
+def test_set_password(app: Flask, runner: FlaskCliRunner, admin_account) -> None:
+    client = app.test_client()
+    sign_in(client)
+    new = "another long password"
+    result = runner.invoke(args=["admin", "set-password", ADMIN_EMAIL], input=f"{new}\n{new}\n")
+    assert result.exit_code == 0, result.output
+    assert client.get("/admin/").status_code == 302
+    assert sign_in(app.test_client(), password=ADMIN_PASSWORD).status_code == 401
+    assert sign_in(app.test_client(), password=new).status_code == 303
+
+
+def test_commands_about_an_unknown_admin_say_so(runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["admin", "disable", "ghost@example.org"])
+    assert result.exit_code == 1
+    assert "There is no admin account for ghost@example.org" in result.output
+    assert "No admin accounts yet" in runner.invoke(args=["admin", "list"]).output
+
+
+def test_hashes_are_argon2id(app: Flask) -> None:
+    with app.app_context():
+        admin = auth.create_admin("b@example.org", PASSWORD)
+        assert admin.password_hash.startswith("$argon2id$")
+
+
+@pytest.mark.parametrize(
+    ("kind", "args", "query"),
+    [
+        ("pledges", [], ""),
+        ("pledges", ["--since", "2026-01-02", "--until", "2026-01-03"],
+         "since=2026-01-02&until=2026-01-03"),
+        ("donations", ["--since", "2026-01-02"], "since=2026-01-02"),
+    ],
+)  # fmt: skip
+def test_shell_export_writes_the_same_bytes_as_the_web(
+    app: Flask,
+    runner: FlaskCliRunner,
+    admin_client,
+    add_pledge: Callable[..., None],
+    add_donation: Callable[..., str],
+    tmp_path: Path,
+    kind: str,
+    args: list[str],
+    query: str,
+) -> None:
+    for day in range(1, 5):
+        add_pledge(f"Zoë {day}", f"z{day}@example.org", created=f"2026-01-0{day}T12:00:00",
+                   country="FR", intention="=1+1")  # fmt: skip
+        add_donation(created=f"2026-01-0{day}T12:00:00", donor_name=f"Ана {day}")
+    web = admin_client.get(f"/admin/{kind}.csv?{query}").get_data()
+    output = tmp_path / "out.csv"
+    result = runner.invoke(args=["export", kind, *args, "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert output.read_bytes() == web
+    to_stdout = runner.invoke(args=["export", kind, *args])
+    assert to_stdout.exit_code == 0, to_stdout.output
+    assert to_stdout.stdout_bytes == web
+
+    with app.app_context():
+        exports = list(
+            db.session.scalars(select(AuditLog).where(AuditLog.action == f"export_{kind}"))
+        )
+    web_entry, file_entry, stdout_entry = exports
+    assert web_entry.actor == ADMIN_EMAIL
+    assert file_entry.actor.startswith("shell")
+    assert json.loads(file_entry.details)["via"] == "shell"
+    assert json.loads(file_entry.details)["filters"] == json.loads(web_entry.details)["filters"]
+    assert web_entry.row_count == file_entry.row_count == stdout_entry.row_count
+
+
+def test_export_refuses_a_bad_date(runner: FlaskCliRunner) -> None:
+    result = runner.invoke(args=["export", "pledges", "--since", "01/02/2026"])
+    assert result.exit_code == 2
+    assert "YYYY-MM-DD" in result.output or "%Y-%m-%d" in result.output

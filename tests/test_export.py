@@ -1,0 +1,131 @@
+"""CSV exports: exactly the filtered rows, safe in a spreadsheet, audited."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from microsite.exports import neutralise
+from microsite.models import AuditLog, db
+from tests.admin_fixtures import ADMIN_EMAIL
+
+PLEDGE_HEADER = [
+    "Pledged at (UTC)", "Name", "Email", "Country code", "Country", "How they pray",
+    "Prayer intention", "Shown publicly", "Consent version", "Consented at (UTC)",
+]  # fmt: skip
+
+NAMES = ["Zoë Brontë", "Łukasz Żółć", "Олена Коваленко", "محمد الأحمد", "李小龙", "Ἀθηνᾶ"]
+
+
+def read_csv(body: bytes) -> list[list[str]]:
+    assert body.startswith(b"\xef\xbb\xbf"), "no byte-order mark"
+    return list(csv.reader(io.StringIO(body.decode("utf-8-sig"), newline="")))
+
+
+def audit_rows(app: Flask) -> list[AuditLog]:
+    with app.app_context():
+        return list(db.session.scalars(select(AuditLog).order_by(AuditLog.id)))
+
+
+@pytest.mark.parametrize(
+    ("raw", "safe"),
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1 555", "'+1 555"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tTab", "'\tTab"),
+        ("\rCR", "'\rCR"),
+        ("Maria = Mary", "Maria = Mary"),
+        ("", ""),
+    ],
+)
+def test_neutralise(raw: str, safe: str) -> None:
+    assert neutralise(raw) == safe
+
+
+def test_pledge_export_content(
+    app: Flask, admin_client: FlaskClient, add_pledge: Callable[..., None]
+) -> None:
+    add_pledge('Anne "Nan" O\'Neil, Jr.', "anne@example.org", created="2026-01-02T03:04:05",
+               country="IE", rhythm="weekly", intention="Line one\nline two, with a comma",
+               show_publicly=True)  # fmt: skip
+    add_pledge("=cmd|' /C calc'!A0", "formula@example.org", created="2026-01-03T00:00:00")
+    for n, name in enumerate(NAMES):
+        add_pledge(name, f"s{n}@example.org", created=f"2026-01-04T00:00:{n:02d}", country="UA")
+
+    response = admin_client.get("/admin/pledges.csv")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/csv; charset=utf-8"
+    disposition = response.headers["Content-Disposition"]
+    assert disposition.startswith('attachment; filename="renate-pledges-')
+    assert disposition.endswith('.csv"')
+    body = response.get_data()
+    assert b"\r\n" in body and b"\n\n" not in body.replace(b"\r\n", b"")
+    rows = read_csv(body)
+    assert rows[0] == PLEDGE_HEADER
+    by_email = {row[2]: row for row in rows[1:]}
+    assert len(rows) == 1 + 2 + len(NAMES)
+    anne = by_email["anne@example.org"]
+    assert anne == [
+        "2026-01-02T03:04:05Z", 'Anne "Nan" O\'Neil, Jr.', "anne@example.org", "IE", "Ireland",
+        "Every week", "Line one\nline two, with a comma", "yes", "2026-11-pledge-v1",
+        "2026-01-02T03:04:05Z",
+    ]  # fmt: skip
+    assert by_email["formula@example.org"][1] == "'=cmd|' /C calc'!A0"
+    assert [by_email[f"s{n}@example.org"][1] for n in range(len(NAMES))] == NAMES
+    # Newest first, as the list shows them.
+    assert rows[1][1] == NAMES[-1]
+
+
+def test_export_holds_exactly_the_filtered_rows(
+    app: Flask, admin_client: FlaskClient, add_pledge: Callable[..., None]
+) -> None:
+    add_pledge("In Italy", "it@example.org", country="IT", created="2026-02-01T10:00:00")
+    add_pledge("In Italy later", "it2@example.org", country="IT", created="2026-02-05T10:00:00")
+    add_pledge("In Spain", "es@example.org", country="ES", created="2026-02-01T10:00:00")
+    query = "country=IT&until=2026-02-03"
+    page = admin_client.get(f"/admin/pledges?{query}").text
+    shown = [c.split("</td>")[0] for c in page.split('<td data-label="Name">')[1:]]
+    rows = read_csv(admin_client.get(f"/admin/pledges.csv?{query}").get_data())
+    assert [row[1] for row in rows[1:]] == shown == ["In Italy"]
+
+    [_sign_in, export] = audit_rows(app)
+    assert export.actor == ADMIN_EMAIL
+    assert export.action == "export_pledges"
+    assert export.row_count == 1
+    assert json.loads(export.details) == {
+        "filters": {"country": "IT", "until": "2026-02-03"},
+        "via": "web",
+    }
+
+
+def test_donation_export(app: Flask, admin_client: FlaskClient, add_donation) -> None:
+    add_donation(created="2026-01-05T10:00:00", amount=2500, fee_covered=63, amount_received=2563,
+                 donor_name="+Plus Person", message="@everyone, thanks", livemode=True)  # fmt: skip
+    add_donation(created="2026-01-06T10:00:00", currency="GBP", livemode=False)
+    rows = read_csv(admin_client.get("/admin/donations.csv?mode=live").get_data())
+    assert rows[0][:7] == ["Created at (UTC)", "Reference", "Mode", "Status", "Frequency",
+                           "Currency", "Gift"]  # fmt: skip
+    [row] = rows[1:]
+    record = dict(zip(rows[0], row, strict=True))
+    assert record["Mode"] == "live"
+    assert record["Gift"] == "25.00"
+    assert record["Fee covered"] == "0.63"
+    assert record["Charged each time"] == "25.63"
+    assert record["Donor name"] == "'+Plus Person"
+    assert record["Message"] == "'@everyone, thanks"
+    assert record["Paid at (UTC)"] == "2026-01-05T10:00:00Z"
+    assert audit_rows(app)[-1].action == "export_donations"
+
+
+def test_export_of_nothing_is_a_header_only(admin_client: FlaskClient) -> None:
+    rows = read_csv(admin_client.get("/admin/pledges.csv").get_data())
+    assert rows == [PLEDGE_HEADER]
