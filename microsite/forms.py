@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import cache
 
 import pycountry
@@ -21,7 +22,8 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
-from .models import PRAYER_RHYTHM_LABELS
+from .models import PRAYER_RHYTHM_LABELS, Frequency
+from .payments import donation_settings, format_money, parse_amount, to_minor
 
 CONSENT_TEXT = (
     "I agree that RENATE may keep my name, email address and this pledge, which shows my "
@@ -167,13 +169,15 @@ def _any(label: str, pairs: list[tuple[str, str]]) -> list[SelectChoice]:
 
 
 class PledgeFilterForm(_ListFilterForm):
-    country = SelectField("Country", choices=[], validate_choice=False)
+    country = SelectField("Country", choices=[], default="", validate_choice=False)
     rhythm = SelectField(
         "How they pray",
+        default="",
         choices=_any("Any", [(k.value, label) for k, label in PRAYER_RHYTHM_LABELS.items()]),
     )
     public = SelectField(
         "Shown publicly",
+        default="",
         choices=_any("Either", [("yes", "Yes, opted in"), ("no", "No")]),
     )
 
@@ -187,13 +191,17 @@ class PledgeFilterForm(_ListFilterForm):
 
 
 class DonationFilterForm(_ListFilterForm):
-    status = SelectField("Status", choices=[])
+    status = SelectField("Status", choices=[], default="")
     frequency = SelectField(
-        "Frequency", choices=_any("Any", [("one_time", "One-time"), ("monthly", "Monthly")])
+        "Frequency",
+        default="",
+        choices=_any("Any", [("one_time", "One-time"), ("monthly", "Monthly")]),
     )
-    currency = SelectField("Currency", choices=[])
+    currency = SelectField("Currency", choices=[], default="")
     mode = SelectField(
-        "Live or test", choices=_any("Both", [("live", "Live only"), ("test", "Test only")])
+        "Live or test",
+        default="",
+        choices=_any("Both", [("live", "Live only"), ("test", "Test only")]),
     )
 
     def __init__(self, *args: object, statuses: list[str], currencies: list[str], **kwargs: object):
@@ -233,3 +241,142 @@ class EraseForm(FlaskForm):
     def validate_confirm(self, field: StringField) -> None:
         if (field.data or "").casefold() != (self.email.data or "").strip().casefold():
             raise ValidationError("That is not the same email address. Nothing was erased.")
+
+
+# --------------------------------------------------------------------------- donations
+
+OTHER_AMOUNT = "other"
+
+DEDICATION_CHOICES = [
+    ("", "No dedication"),
+    ("honour", "In honour of"),
+    ("memory", "In memory of"),
+]
+
+
+def amount_value(amount: Decimal) -> str:
+    """A preset as the form sends it: 25, not 25.00."""
+    return format(amount.normalize(), "f")
+
+
+class DonationForm(FlaskForm):
+    frequency = RadioField(
+        "How often?",
+        choices=choices([(f.value, f.label) for f in Frequency]),
+        validators=[InputRequired("Choose a one-time or a monthly gift.")],
+    )
+    currency = SelectField("Currency", choices=[], validate_choice=False)
+    amount = RadioField("Amount", choices=[], validate_choice=False)
+    other_amount = StringField(
+        "Other amount",
+        filters=[strip],
+        render_kw={"inputmode": "decimal", "autocomplete": "off", "maxlength": 14},
+    )
+    cover_fee = BooleanField("Add the card fee, so RENATE receives my whole gift")
+    dedication_kind = SelectField(
+        "Dedicate this gift (optional)",
+        choices=choices(DEDICATION_CHOICES),
+        validate_choice=False,
+    )
+    dedication_name = StringField(
+        "Their name",
+        filters=[strip],
+        validators=[Length(max=100, message="The name can be at most 100 characters.")],
+        render_kw={"maxlength": 100},
+    )
+    anonymous = BooleanField("Give anonymously")
+    donor_name = StringField(
+        "Your name (optional)",
+        filters=[strip],
+        validators=[Length(max=100, message="Your name can be at most 100 characters.")],
+        render_kw={"autocomplete": "name", "maxlength": 100},
+    )
+    donor_email = EmailField(
+        "Email address (optional)",
+        filters=[strip],
+        validators=[Length(max=254, message="That email address is too long."), RealEmail()],
+        render_kw={"autocomplete": "email", "maxlength": 254},
+    )
+    message = TextAreaField(
+        "A message to RENATE (optional)",
+        filters=[strip],
+        validators=[Length(max=500, message="Your message can be at most 500 characters.")],
+        render_kw={"maxlength": 500, "rows": 3},
+    )
+    # A field people never see; bots fill it in.
+    homepage = StringField("Leave this empty", render_kw={"autocomplete": "off", "tabindex": -1})
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.settings = donation_settings()
+        self.currency.choices = choices([(code, code) for code in self.settings.currencies])
+        presets = [amount_value(p) for p in self.settings.presets]
+        self.amount.choices = choices([*((p, p) for p in presets), (OTHER_AMOUNT, "Other amount")])
+        if not self.is_submitted():
+            self.frequency.data = self.frequency.data or Frequency.ONE_TIME.value
+            self.currency.data = self.currency.data or self.settings.default_currency
+            default = presets[1] if len(presets) > 1 else OTHER_AMOUNT
+            self.amount.data = self.amount.data or default
+
+    @property
+    def chosen_currency(self) -> str:
+        code = (self.currency.data or "").upper()
+        return code if code in self.settings.currencies else self.settings.default_currency
+
+    def validate_currency(self, field: SelectField) -> None:
+        if (field.data or "").upper() not in self.settings.currencies:
+            raise ValidationError("Choose a currency from the list.")
+
+    @property
+    def uses_other_amount(self) -> bool:
+        """An amount typed in wins over a preset left selected (a browser without script)."""
+        return self.amount.data == OTHER_AMOUNT or bool(self.other_amount.data)
+
+    def validate_amount(self, field: RadioField) -> None:
+        if self.other_amount.data:
+            return
+        if not field.data:
+            raise ValidationError("Choose an amount, or enter your own.")
+        if field.data not in {choice.value for choice in field.choices or []}:
+            raise ValidationError("Choose one of the amounts, or enter your own.")
+
+    def validate_other_amount(self, field: StringField) -> None:
+        if not self.uses_other_amount:
+            return
+        if not field.data:
+            raise ValidationError("Enter the amount you would like to give, like 30 or 30.50.")
+        try:
+            value = parse_amount(field.data, self.chosen_currency)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from exc
+        currency = self.chosen_currency
+        if value < self.settings.minimum:
+            smallest = format_money(to_minor(self.settings.minimum, currency), currency)
+            raise ValidationError(f"The smallest gift we can take online is {smallest}.")
+        if value > self.settings.maximum:
+            largest = format_money(to_minor(self.settings.maximum, currency), currency)
+            raise ValidationError(
+                f"Online gifts can be up to {largest}. For a larger gift, please write to RENATE."
+            )
+
+    def validate_dedication_kind(self, field: SelectField) -> None:
+        if field.data and field.data not in dict(DEDICATION_CHOICES):
+            raise ValidationError("Choose in honour of or in memory of, or no dedication.")
+
+    def validate_dedication_name(self, field: StringField) -> None:
+        if self.dedication_kind.data and not field.data:
+            raise ValidationError("Tell us whose name the dedication should carry.")
+
+    def gift_in_minor_units(self) -> int:
+        """The chosen gift in the currency's minor units; call after validation."""
+        if self.uses_other_amount:
+            value = parse_amount(self.other_amount.data or "", self.chosen_currency)
+        else:
+            value = Decimal(self.amount.data or "0")
+        return to_minor(value, self.chosen_currency)
+
+    def fee_in_minor_units(self) -> int:
+        """What the donor chose to add for the card fee, if anything."""
+        if not self.cover_fee.data:
+            return 0
+        return self.settings.fee(self.gift_in_minor_units(), self.chosen_currency)

@@ -113,7 +113,7 @@ class Pledge(db.Model):
 
 
 class DonationStatus(enum.StrEnum):
-    """Where a gift stands. Webhooks move a gift only forward through RANK."""
+    """Where a gift stands. Webhooks move a gift only forward through STATUS_RANK."""
 
     PENDING = "pending"  # stored, Checkout being created
     NOT_STARTED = "not_started"  # Stripe could not be reached; no session exists
@@ -126,9 +126,28 @@ class DonationStatus(enum.StrEnum):
     REFUNDED = "refunded"  # fully refunded
 
 
+# How far along each status is. Events arrive out of order: a gift only ever moves to a
+# status of higher rank, so a late "completed" never undoes "refunded" or "ended".
+STATUS_RANK: dict[str, int] = {
+    DonationStatus.PENDING: 0,
+    DonationStatus.NOT_STARTED: 1,
+    DonationStatus.OPEN: 2,
+    DonationStatus.PROCESSING: 3,
+    DonationStatus.FAILED: 4,
+    DonationStatus.ABANDONED: 4,
+    DonationStatus.PAID: 5,
+    DonationStatus.ENDED: 6,
+    DonationStatus.REFUNDED: 7,
+}
+
+
 class Frequency(enum.StrEnum):
     ONE_TIME = "one_time"
     MONTHLY = "monthly"
+
+    @property
+    def label(self) -> str:
+        return "Monthly" if self is Frequency.MONTHLY else "One-time"
 
 
 def _reference() -> str:
@@ -175,6 +194,13 @@ class Donation(db.Model):
     def total(self) -> int:
         """What the donor is charged each time: the gift plus any fee they chose to cover."""
         return self.amount + self.fee_covered
+
+    def advance(self, status: DonationStatus) -> bool:
+        """Move to a later status; an earlier or equal one is ignored. True if it moved."""
+        if STATUS_RANK[status] <= STATUS_RANK.get(self.status, 0):
+            return False
+        self.status = status
+        return True
 
 
 class DonationPayment(db.Model):

@@ -2,12 +2,675 @@
 
 from __future__ import annotations
 
-from flask import Flask
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal, InvalidOperation
+from typing import Any
+
+import stripe
+from flask import Flask, current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from .models import (
+    Donation,
+    DonationPayment,
+    DonationStatus,
+    Frequency,
+    WebhookEvent,
+    db,
+    utcnow,
+)
+
+__all__ = [
+    "BadWebhook",
+    "CheckoutUnavailable",
+    "DonationInput",
+    "LiveKeyRefused",
+    "StripeSettingsError",
+    "WebhookBusy",
+    "apply_webhook",
+    "card_fee",
+    "donation_by_reference",
+    "donation_for_session",
+    "donation_settings",
+    "exponent",
+    "format_money",
+    "init_app",
+    "payments_configured",
+    "record_donation",
+    "start_checkout",
+    "symbol",
+    "to_major",
+    "to_minor",
+]
+
+# Where the donation's reference travels in every Stripe object that carries metadata.
+REFERENCE_KEY = "donation_reference"
+
+# How old (or, unlike Stripe's own check, how far in the future) a signature may be.
+SIGNATURE_TOLERANCE = 300
+
+SESSION_ID_PREFIXES = ("cs_test_", "cs_live_")
+
+# --------------------------------------------------------------------------- settings
+
+
+class StripeSettingsError(RuntimeError):
+    """The Stripe settings would make the site take money it should not, or none at all."""
+
+
+class LiveKeyRefused(StripeSettingsError):
+    """A live key was given without the operator's explicit permission to take real money."""
+
+
+def key_mode(key: str) -> str | None:
+    """ "test" or "live" for a Stripe secret or restricted key; None when there is no key."""
+    if not key:
+        return None
+    if key.startswith(("sk_test_", "rk_test_")):
+        return "test"
+    if key.startswith(("sk_live_", "rk_live_")):
+        return "live"
+    raise StripeSettingsError(
+        "STRIPE_SECRET_KEY is not a Stripe secret key. It should start with sk_test_ "
+        "(or rk_test_ for a restricted key); you will find it in Stripe's dashboard under "
+        "Developers, API keys, with 'Test mode' switched on."
+    )
 
 
 def init_app(app: Flask) -> None:
     """Check the Stripe settings at start and make the client the views use."""
+    key = str(app.config["STRIPE_SECRET_KEY"] or "").strip()
+    mode = key_mode(key)
+    if mode == "live" and not app.config["STRIPE_ALLOW_LIVE"]:
+        raise LiveKeyRefused(
+            "STRIPE_SECRET_KEY is a live key: donations would take real money. "
+            "This site runs in Stripe's test mode unless you decide otherwise. "
+            "Use a test key (sk_test_...), or set STRIPE_ALLOW_LIVE=1 to accept real payments."
+        )
+    app.extensions["stripe_mode"] = mode
+    if mode is not None:
+        base = str(app.config["STRIPE_API_BASE"] or "").rstrip("/")
+        app.extensions["stripe"] = stripe.StripeClient(
+            key,
+            base_addresses={"api": base} if base else None,
+            http_client=app.config.get("STRIPE_HTTP_CLIENT"),
+            max_network_retries=int(app.config["STRIPE_MAX_NETWORK_RETRIES"]),
+        )
+        if not app.config["STRIPE_WEBHOOK_SECRET"]:
+            app.logger.warning(
+                "STRIPE_WEBHOOK_SECRET is not set: no gift can be confirmed as paid "
+                "until Stripe's webhook signing secret is configured"
+            )
 
     @app.context_processor
     def payment_mode() -> dict[str, str | None]:
-        return {"stripe_mode": None}
+        return {"stripe_mode": mode}
+
+
+def payments_configured() -> bool:
+    return "stripe" in current_app.extensions
+
+
+def _client() -> stripe.StripeClient:
+    return current_app.extensions["stripe"]
+
+
+def _live() -> bool:
+    return current_app.extensions.get("stripe_mode") == "live"
+
+
+# --------------------------------------------------------------------------- money
+
+# ISO 4217 currencies Stripe charges in whole units: 1000 JPY is unit_amount=1000.
+# fmt: off
+ZERO_DECIMAL = frozenset({
+    "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA",
+    "PYG", "RWF", "UGX", "VND", "VUV", "XAF", "XOF", "XPF",
+})
+# fmt: on
+SYMBOLS = {"EUR": "€", "GBP": "£", "USD": "$", "JPY": "¥"}
+
+
+def exponent(currency: str) -> int:
+    """How many minor-unit digits Stripe uses for this currency."""
+    return 0 if currency.upper() in ZERO_DECIMAL else 2
+
+
+def to_minor(amount: Decimal, currency: str) -> int:
+    """A major-unit amount as integer minor units; the caller has checked its precision."""
+    return int(amount.scaleb(exponent(currency)).to_integral_value(rounding=ROUND_CEILING))
+
+
+def to_major(minor: int, currency: str) -> Decimal:
+    """Integer minor units back as a Decimal in major units: 2550 EUR is 25.50."""
+    return Decimal(minor).scaleb(-exponent(currency))
+
+
+def format_money(minor: int, currency: str) -> str:
+    """Minor units as people read them: €25.00, £10.50, ¥1,000, CHF 30.00."""
+    digits = exponent(currency)
+    text = f"{to_major(minor, currency):,.{digits}f}"
+    symbol = SYMBOLS.get(currency.upper())
+    return f"{symbol}{text}" if symbol else f"{currency.upper()} {text}"
+
+
+def symbol(currency: str) -> str:
+    return SYMBOLS.get(currency.upper(), currency.upper() + " ")
+
+
+def card_fee(amount: int, currency: str, percent: Decimal, fixed: Decimal) -> int:
+    """What to add so that, after a fee of percent plus fixed, the charity receives amount.
+
+    An estimate from the configured fee, rounded up to the next minor unit.
+    """
+    fixed_minor = fixed.scaleb(exponent(currency))
+    total = (Decimal(amount) + fixed_minor) / (1 - percent / 100)
+    return int(total.to_integral_value(rounding=ROUND_CEILING)) - amount
+
+
+@dataclass(frozen=True)
+class DonationSettings:
+    currencies: tuple[str, ...]
+    default_currency: str
+    presets: tuple[Decimal, ...]
+    minimum: Decimal
+    maximum: Decimal
+    fee_percent: Decimal
+    fee_fixed: Decimal
+
+    def fee(self, amount: int, currency: str) -> int:
+        return card_fee(amount, currency, self.fee_percent, self.fee_fixed)
+
+
+def _items(value: str | Iterable[Any]) -> list[str]:
+    parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    return [part.strip() for part in parts if part.strip()]
+
+
+def _decimal(value: Any, name: str) -> Decimal:
+    try:
+        return Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise StripeSettingsError(f"{name} must be a number, like 10 or 2.50") from exc
+
+
+def donation_settings(config: Any = None) -> DonationSettings:
+    """The donation form's currencies, presets, limits and fee estimate, from the settings."""
+    config = config if config is not None else current_app.config
+    currencies = tuple(code.upper() for code in _items(config["DONATION_CURRENCIES"]))
+    default = str(config["DONATION_DEFAULT_CURRENCY"]).strip().upper()
+    if default not in currencies:
+        currencies = (default, *currencies)
+    return DonationSettings(
+        currencies=currencies,
+        default_currency=default,
+        presets=tuple(_decimal(p, "DONATION_PRESETS") for p in _items(config["DONATION_PRESETS"])),
+        minimum=_decimal(config["DONATION_MIN"], "DONATION_MIN"),
+        maximum=_decimal(config["DONATION_MAX"], "DONATION_MAX"),
+        fee_percent=_decimal(config["DONATION_FEE_PERCENT"], "DONATION_FEE_PERCENT"),
+        fee_fixed=_decimal(config["DONATION_FEE_FIXED"], "DONATION_FEE_FIXED"),
+    )
+
+
+# --------------------------------------------------------------------------- checkout
+
+
+@dataclass(frozen=True)
+class DonationInput:
+    amount: int  # minor units
+    currency: str
+    frequency: Frequency
+    fee_covered: int = 0
+    donor_name: str | None = None
+    donor_email: str | None = None
+    anonymous: bool = False
+    dedication_kind: str | None = None
+    dedication_name: str | None = None
+    message: str | None = None
+
+
+class CheckoutUnavailable(Exception):
+    """Stripe could not start Checkout; the donor can try again."""
+
+    def __init__(self, status: int, reference: str, request_id: str | None) -> None:
+        super().__init__(f"checkout unavailable for donation {reference}")
+        self.status = status
+        self.reference = reference
+        self.request_id = request_id
+
+
+DEDICATION_LABELS = {"honour": "In honour of", "memory": "In memory of"}
+
+
+def record_donation(data: DonationInput) -> Donation:
+    """Store a gift as pending before anything is asked of Stripe."""
+    donation = Donation(
+        amount=data.amount,
+        fee_covered=data.fee_covered,
+        currency=data.currency.upper(),
+        frequency=data.frequency.value,
+        status=DonationStatus.PENDING.value,
+        livemode=_live(),
+        donor_name=data.donor_name or None,
+        donor_email=data.donor_email or None,
+        anonymous=data.anonymous,
+        dedication_kind=data.dedication_kind or None,
+        dedication_name=(data.dedication_name or None) if data.dedication_kind else None,
+        message=data.message or None,
+    )
+    db.session.add(donation)
+    db.session.commit()
+    return donation
+
+
+def idempotency_key(donation: Donation) -> str:
+    """The same for every attempt at one gift, so a retry can never make a second session."""
+    return f"donation-{donation.reference}-checkout"
+
+
+def checkout_params(donation: Donation, *, success_url: str, cancel_url: str) -> dict[str, Any]:
+    """The Checkout Session for a gift: an inline price, its reference everywhere."""
+    monthly = donation.frequency == Frequency.MONTHLY
+    metadata = {REFERENCE_KEY: donation.reference, "frequency": donation.frequency}
+    if donation.dedication_kind and donation.dedication_name:
+        label = DEDICATION_LABELS.get(donation.dedication_kind, donation.dedication_kind)
+        metadata["dedication"] = f"{label} {donation.dedication_name}"
+    if donation.anonymous:
+        metadata["anonymous"] = "yes"
+    name = "Monthly gift to RENATE" if monthly else "Gift to RENATE"
+    product: dict[str, Any] = {"name": name}
+    if donation.fee_covered:
+        product["description"] = (
+            f"{format_money(donation.amount, donation.currency)} gift plus "
+            f"{format_money(donation.fee_covered, donation.currency)} to cover the card fee"
+        )
+    price: dict[str, Any] = {
+        "currency": donation.currency.lower(),
+        "unit_amount": donation.total,
+        "product_data": product,
+    }
+    params: dict[str, Any] = {
+        "mode": "subscription" if monthly else "payment",
+        "line_items": [{"quantity": 1, "price_data": price}],
+        "client_reference_id": donation.reference,
+        "metadata": metadata,
+        "success_url": success_url,
+        "cancel_url": cancel_url,
+    }
+    if monthly:
+        price["recurring"] = {"interval": "month"}
+        params["subscription_data"] = {"metadata": metadata, "description": name}
+    else:
+        params["submit_type"] = "donate"
+        params["payment_intent_data"] = {"metadata": metadata, "description": name}
+    if donation.donor_email:
+        params["customer_email"] = donation.donor_email
+    return params
+
+
+def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> str:
+    """Create (or, on a retry, find again) the gift's Checkout Session; its URL for the donor."""
+    try:
+        params: Any = checkout_params(donation, success_url=success_url, cancel_url=cancel_url)
+        session = _client().v1.checkout.sessions.create(
+            params=params, options={"idempotency_key": idempotency_key(donation)}
+        )
+        session_id, url = str(session["id"]), str(session["url"])
+    except (stripe.StripeError, KeyError) as exc:
+        request_id = getattr(exc, "request_id", None)
+        current_app.logger.error(
+            "stripe: could not start checkout for donation %s: %s: %s (stripe request id %s)",
+            donation.reference,
+            type(exc).__name__,
+            getattr(exc, "user_message", None) or exc,
+            request_id or "none",
+        )
+        donation.advance(DonationStatus.NOT_STARTED)
+        db.session.commit()
+        busy = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
+        raise CheckoutUnavailable(503 if busy else 502, donation.reference, request_id) from exc
+    donation.stripe_session_id = donation.stripe_session_id or session_id
+    donation.advance(DonationStatus.OPEN)
+    db.session.commit()
+    return url
+
+
+def donation_by_reference(reference: str) -> Donation | None:
+    if not reference or len(reference) != 32 or not reference.isalnum():
+        return None
+    return db.session.scalar(select(Donation).where(Donation.reference == reference))
+
+
+def donation_for_session(session_id: str) -> Donation | None:
+    """The gift a Checkout Session belongs to, or None for an unknown or malformed id."""
+    if (
+        not session_id.startswith(SESSION_ID_PREFIXES)
+        or len(session_id) > 255
+        or not session_id.replace("_", "").isalnum()
+        or not session_id.isascii()
+    ):
+        return None
+    return db.session.scalar(select(Donation).where(Donation.stripe_session_id == session_id))
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class BadWebhook(Exception):
+    """A webhook request that is not a genuine, readable Stripe event."""
+
+
+class WebhookBusy(Exception):
+    """The database stayed busy; Stripe will deliver the event again."""
+
+
+def verify_event(payload: bytes, header: str | None) -> dict[str, Any]:
+    """Check the raw body's signature, then read it. Raises BadWebhook for anything else."""
+    secret = current_app.config["STRIPE_WEBHOOK_SECRET"]
+    if not secret:
+        current_app.logger.error("webhook refused: STRIPE_WEBHOOK_SECRET is not set")
+        raise BadWebhook("no webhook secret configured")
+    try:
+        stripe.WebhookSignature.verify_header(payload, header, secret, SIGNATURE_TOLERANCE)
+    except stripe.SignatureVerificationError as exc:
+        raise BadWebhook(f"signature: {exc.user_message}") from exc
+    except ValueError as exc:  # a body that is not UTF-8
+        raise BadWebhook("body is not text") from exc
+    # Stripe's check only looks at age; a signature dated in the future is refused too.
+    stamps = [part[2:] for part in (header or "").split(",") if part.startswith("t=")]
+    if any(int(stamp) > time.time() + SIGNATURE_TOLERANCE for stamp in stamps):
+        raise BadWebhook("signature: timestamp in the future")
+    try:
+        event = json.loads(payload)
+    except ValueError as exc:
+        raise BadWebhook("body is not JSON") from exc
+    if not (
+        isinstance(event, dict)
+        and isinstance(event.get("id"), str)
+        and isinstance(event.get("type"), str)
+        and isinstance(event.get("data"), dict)
+        and isinstance(event["data"].get("object"), dict)
+    ):
+        raise BadWebhook("body is not a Stripe event")
+    return event
+
+
+def apply_webhook(payload: bytes, header: str | None) -> str:
+    """Verify an event and apply it exactly once. Returns what was done, for the log."""
+    event = verify_event(payload, header)
+    for attempt in range(5):
+        try:
+            return _apply_once(event)
+        except IntegrityError:
+            db.session.rollback()
+            if db.session.get(WebhookEvent, event["id"]) is not None:
+                return "duplicate"
+            # Another event recorded the same payment at the same moment: apply again,
+            # now that its row is there to be seen.
+        except OperationalError:
+            # SQLite: another writer held the database past the busy timeout.
+            db.session.rollback()
+            if db.session.get(WebhookEvent, event["id"]) is not None:
+                return "duplicate"
+            time.sleep(0.05 * (attempt + 1))
+    raise WebhookBusy(event["id"])
+
+
+def _apply_once(event: dict[str, Any]) -> str:
+    event_id, kind = event["id"], event["type"]
+    if db.session.get(WebhookEvent, event_id) is not None:
+        return "duplicate"
+    record = WebhookEvent(id=event_id, type=kind[:100], livemode=bool(event.get("livemode")))
+    db.session.add(record)
+    # Claim the id first: a concurrent delivery of the same event stops here.
+    db.session.flush()
+    if record.livemode != _live():
+        current_app.logger.warning(
+            "stripe event %s (%s) ignored: livemode=%s but the configured key is in %s mode",
+            event_id,
+            kind,
+            record.livemode,
+            "live" if _live() else "test",
+        )
+        outcome = "ignored: livemode"
+    else:
+        handler = HANDLERS.get(kind)
+        outcome = handler(event["data"]["object"], event) if handler else "ignored"
+    record.outcome = outcome[:40]
+    db.session.commit()
+    current_app.logger.info("stripe event %s (%s): %s", event_id, kind, outcome)
+    return outcome
+
+
+def _id(value: Any) -> str | None:
+    """A Stripe id whether the field holds the id or the expanded object."""
+    if isinstance(value, dict):
+        value = value.get("id")
+    return value if isinstance(value, str) and value else None
+
+
+def _metadata_reference(*metadatas: Any) -> str | None:
+    for metadata in metadatas:
+        if isinstance(metadata, dict) and isinstance(metadata.get(REFERENCE_KEY), str):
+            return metadata[REFERENCE_KEY]
+    return None
+
+
+def _find_donation(
+    reference: str | None = None,
+    *,
+    session: str | None = None,
+    payment_intent: str | None = None,
+    subscription: str | None = None,
+    invoice: str | None = None,
+) -> Donation | None:
+    """The gift an event speaks of, locked for this transaction."""
+    conditions = []
+    if reference:
+        conditions.append(Donation.reference == reference)
+    if session:
+        conditions.append(Donation.stripe_session_id == session)
+    if payment_intent:
+        conditions.append(Donation.stripe_payment_intent == payment_intent)
+    if subscription:
+        conditions.append(Donation.stripe_subscription == subscription)
+    if invoice:
+        conditions.append(
+            Donation.id.in_(
+                select(DonationPayment.donation_id).where(DonationPayment.stripe_ref == invoice)
+            )
+        )
+    for condition in conditions:
+        donation = db.session.scalar(select(Donation).where(condition).with_for_update())
+        if donation is not None:
+            return donation
+    return None
+
+
+def _record_payment(donation: Donation, ref: str | None, amount: Any, currency: Any) -> bool:
+    """Add one payment to a gift's running total, unless that payment is already counted."""
+    if not ref or not isinstance(amount, int) or amount <= 0:
+        return False
+    known = select(DonationPayment.id).where(DonationPayment.stripe_ref == ref)
+    if db.session.scalar(known) is not None:
+        return False
+    code = str(currency or donation.currency).upper()
+    if code != donation.currency:
+        current_app.logger.warning(
+            "donation %s paid in %s, not %s", donation.reference, code, donation.currency
+        )
+    db.session.add(DonationPayment(donation=donation, stripe_ref=ref, amount=amount, currency=code))
+    donation.amount_received += amount
+    # stripe_ref is unique: if another event is recording this payment right now, stop here.
+    db.session.flush()
+    return True
+
+
+def _mark_paid(donation: Donation) -> None:
+    donation.advance(DonationStatus.PAID)
+    donation.paid_at = donation.paid_at or utcnow()
+
+
+def _session_donation(session: dict[str, Any]) -> Donation | None:
+    donation = _find_donation(
+        _metadata_reference(session.get("metadata")) or session.get("client_reference_id"),
+        session=_id(session.get("id")),
+    )
+    if donation is not None:
+        donation.stripe_session_id = donation.stripe_session_id or _id(session.get("id"))
+        donation.stripe_payment_intent = donation.stripe_payment_intent or _id(
+            session.get("payment_intent")
+        )
+        donation.stripe_subscription = donation.stripe_subscription or _id(
+            session.get("subscription")
+        )
+        donation.stripe_customer = donation.stripe_customer or _id(session.get("customer"))
+    return donation
+
+
+def _session_paid(session: dict[str, Any], donation: Donation) -> None:
+    if donation.frequency == Frequency.MONTHLY:
+        # The first month's invoice: the same ref invoice.paid uses, so it counts once.
+        ref = _id(session.get("invoice"))
+    else:
+        ref = _id(session.get("payment_intent")) or _id(session.get("id"))
+    _record_payment(donation, ref, session.get("amount_total"), session.get("currency"))
+    _mark_paid(donation)
+
+
+def on_session_completed(session: dict[str, Any], event: dict[str, Any]) -> str:
+    donation = _session_donation(session)
+    if donation is None:
+        return "unmatched"
+    if session.get("payment_status") in ("paid", "no_payment_required"):
+        _session_paid(session, donation)
+        return "paid"
+    # A delayed method (a bank debit): the money arrives, or not, in a later event.
+    donation.advance(DonationStatus.PROCESSING)
+    return "processing"
+
+
+def on_async_payment_succeeded(session: dict[str, Any], event: dict[str, Any]) -> str:
+    donation = _session_donation(session)
+    if donation is None:
+        return "unmatched"
+    _session_paid(session, donation)
+    return "paid"
+
+
+def on_async_payment_failed(session: dict[str, Any], event: dict[str, Any]) -> str:
+    donation = _session_donation(session)
+    if donation is None:
+        return "unmatched"
+    if donation.advance(DonationStatus.FAILED):
+        donation.failure_reason = "The payment did not go through."
+    return "failed"
+
+
+def on_session_expired(session: dict[str, Any], event: dict[str, Any]) -> str:
+    donation = _session_donation(session)
+    if donation is None:
+        return "unmatched"
+    donation.advance(DonationStatus.ABANDONED)
+    return "abandoned"
+
+
+def on_charge_refunded(charge: dict[str, Any], event: dict[str, Any]) -> str:
+    donation = _find_donation(
+        _metadata_reference(charge.get("metadata")),
+        payment_intent=_id(charge.get("payment_intent")),
+        invoice=_id(charge.get("invoice")),
+    )
+    if donation is None:
+        return "unmatched"
+    refunded = charge.get("amount_refunded")
+    if not isinstance(refunded, int):
+        return "ignored"
+    if donation.frequency == Frequency.MONTHLY:
+        # One month's charge among several: add what this event refunded on it.
+        previous = event["data"].get("previous_attributes") or {}
+        before = previous.get("amount_refunded", 0)
+        donation.amount_refunded += max(0, refunded - (before if isinstance(before, int) else 0))
+        return "refunded in part"
+    # amount_refunded on the charge is cumulative, so events in any order end the same.
+    donation.amount_refunded = max(donation.amount_refunded, refunded)
+    if charge.get("refunded") is True:
+        donation.advance(DonationStatus.REFUNDED)
+        return "refunded"
+    return "refunded in part"
+
+
+def _invoice_subscription(invoice: dict[str, Any]) -> tuple[str | None, Any]:
+    """The subscription id and its metadata, where older and newer API versions put them."""
+    parent = invoice.get("parent") or {}
+    details = parent.get("subscription_details") if isinstance(parent, dict) else None
+    details = details or invoice.get("subscription_details") or {}
+    subscription = _id(invoice.get("subscription")) or _id(details.get("subscription"))
+    return subscription, details.get("metadata")
+
+
+def on_invoice_paid(invoice: dict[str, Any], event: dict[str, Any]) -> str:
+    subscription, metadata = _invoice_subscription(invoice)
+    lines = (invoice.get("lines") or {}).get("data") or [{}]
+    reference = _metadata_reference(metadata, lines[0].get("metadata"), invoice.get("metadata"))
+    donation = _find_donation(reference, subscription=subscription)
+    if donation is None:
+        return "unmatched"
+    donation.stripe_subscription = donation.stripe_subscription or subscription
+    donation.stripe_customer = donation.stripe_customer or _id(invoice.get("customer"))
+    counted = _record_payment(
+        donation, _id(invoice.get("id")), invoice.get("amount_paid"), invoice.get("currency")
+    )
+    _mark_paid(donation)
+    return "payment recorded" if counted else "payment already counted"
+
+
+def on_subscription_deleted(subscription: dict[str, Any], event: dict[str, Any]) -> str:
+    donation = _find_donation(
+        _metadata_reference(subscription.get("metadata")),
+        subscription=_id(subscription.get("id")),
+    )
+    if donation is None:
+        return "unmatched"
+    if donation.advance(DonationStatus.ENDED):
+        donation.ended_at = utcnow()
+    return "ended"
+
+
+HANDLERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
+    "checkout.session.completed": on_session_completed,
+    "checkout.session.async_payment_succeeded": on_async_payment_succeeded,
+    "checkout.session.async_payment_failed": on_async_payment_failed,
+    "checkout.session.expired": on_session_expired,
+    "charge.refunded": on_charge_refunded,
+    "invoice.paid": on_invoice_paid,
+    "customer.subscription.deleted": on_subscription_deleted,
+}
+
+
+# --------------------------------------------------------------------------- the form's edge
+
+_AMOUNT = re.compile(r"(\d{1,9})(?:[.,](\d+))?")
+
+
+def parse_amount(text: str, currency: str) -> Decimal:
+    """What a donor typed as a Decimal in major units; ValueError with a plain message."""
+    cleaned = text.strip().replace("\u00a0", "").replace(" ", "")
+    cleaned = cleaned.removeprefix(currency.upper()).strip("€£$¥")
+    match = _AMOUNT.fullmatch(cleaned)
+    if not match:
+        raise ValueError("Enter an amount in numbers, like 30 or 30.50.")
+    whole, fraction = match.group(1), match.group(2) or ""
+    digits = exponent(currency)
+    if len(fraction) == 3:
+        raise ValueError("Enter the amount without a thousands separator, like 1000 or 30.50.")
+    if len(fraction) > digits:
+        if digits == 0:
+            raise ValueError(f"Enter a whole number: {currency.upper()} has no smaller unit.")
+        raise ValueError("Enter at most two decimal places, like 30.50.")
+    return Decimal(f"{whole}.{fraction or '0'}")

@@ -1,13 +1,187 @@
-"""The donation form (online giving arrives in a later change)."""
+"""The donation form, the way to Stripe Checkout, and the way back."""
 
 from __future__ import annotations
 
-from flask import Blueprint, render_template
+from typing import Any
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from werkzeug.wrappers import Response
+
+from ..extensions import limiter
+from ..forms import OTHER_AMOUNT, DonationForm, amount_value
+from ..models import Donation, DonationStatus, Frequency
+from ..payments import (
+    CheckoutUnavailable,
+    DonationInput,
+    donation_by_reference,
+    donation_for_session,
+    donation_settings,
+    exponent,
+    format_money,
+    payments_configured,
+    record_donation,
+    start_checkout,
+    symbol,
+    to_major,
+    to_minor,
+)
 
 bp = Blueprint("donate", __name__, url_prefix="/donate")
 
+# A gift Stripe may still be asked about; later states have their answer already.
+RETRYABLE = (DonationStatus.PENDING, DonationStatus.NOT_STARTED, DonationStatus.OPEN)
 
-@bp.get("")
-def donate() -> str:
-    """Say that online giving is coming soon."""
-    return render_template("donate/form.html")
+
+def _rate_limit() -> str:
+    return current_app.config["DONATE_RATE_LIMIT"]
+
+
+@bp.app_template_global()
+def new_donation_form() -> DonationForm:
+    """An empty donation form, for pages (the article) whose view does not make one."""
+    return DonationForm(formdata=None)
+
+
+@bp.app_template_global()
+def money(minor: int, currency: str) -> str:
+    return format_money(minor, currency)
+
+
+@bp.app_template_global()
+def donation_widget(form: DonationForm) -> dict[str, Any]:
+    """What the form shows beside its fields: the currency, the fee estimate, script data."""
+    settings, currency = form.settings, form.chosen_currency
+    try:
+        gift = form.gift_in_minor_units()
+    except (ValueError, ArithmeticError):  # nothing usable chosen: the estimate for a preset
+        gift = to_minor(settings.presets[0], currency) if settings.presets else 0
+    return {
+        "currency": currency,
+        "symbol": symbol(currency),
+        "gift": gift,
+        "fee": settings.fee(gift, currency) if gift else 0,
+        "fee_rule": (
+            f"{settings.fee_percent.normalize():f}% + "
+            f"{format_money(to_minor(settings.fee_fixed, currency), currency)}"
+        ),
+        "script": {
+            "percent": str(settings.fee_percent),
+            "fixed": str(settings.fee_fixed),
+            "currencies": {
+                code: {"symbol": symbol(code), "exponent": exponent(code)}
+                for code in settings.currencies
+            },
+        },
+    }
+
+
+def _absolute(endpoint: str, **values: str) -> str:
+    """A full URL for Stripe to send the donor back to: SITE_URL when set."""
+    path = url_for(endpoint, **values)
+    base = current_app.config["SITE_URL"].rstrip("/") or request.url_root.rstrip("/")
+    return base + path
+
+
+def _go_to_checkout(donation: Donation) -> Response | tuple[str, int]:
+    # Appended as it is: url_for would percent-encode the braces Stripe looks for.
+    success_url = _absolute("donate.thanks") + "?session_id={CHECKOUT_SESSION_ID}"
+    cancel_url = _absolute("donate.cancelled", ref=donation.reference)
+    try:
+        url = start_checkout(donation, success_url=success_url, cancel_url=cancel_url)
+    except CheckoutUnavailable as exc:
+        return render_template("donate/unavailable.html", donation=donation), exc.status
+    return redirect(url, code=303)
+
+
+def _form_page(form: DonationForm, status: int = 200, **extra: object) -> tuple[str, int]:
+    return render_template("donate/form.html", donation_form=form, **extra), status
+
+
+@bp.route("", methods=["GET", "POST"])
+@limiter.limit(_rate_limit, methods=["POST"])
+def donate() -> Response | tuple[str, int]:
+    """Show the form; on POST, record the gift and send the donor to Stripe Checkout."""
+    form = DonationForm()
+    if not form.validate_on_submit():
+        return _form_page(form, 422 if form.is_submitted() else 200)
+    if form.homepage.data:  # the honeypot: a person never fills it in
+        return redirect(url_for("donate.donate"), code=303)
+    if not payments_configured():
+        return _form_page(form, 503, not_configured=True)
+    donation = record_donation(
+        DonationInput(
+            amount=form.gift_in_minor_units(),
+            currency=form.chosen_currency,
+            frequency=Frequency(form.frequency.data),
+            fee_covered=form.fee_in_minor_units(),
+            donor_name=form.donor_name.data or None,
+            donor_email=form.donor_email.data or None,
+            anonymous=form.anonymous.data,
+            dedication_kind=form.dedication_kind.data or None,
+            dedication_name=form.dedication_name.data or None,
+            message=form.message.data or None,
+        )
+    )
+    return _go_to_checkout(donation)
+
+
+@bp.post("/retry/<reference>")
+@limiter.limit(_rate_limit)
+def retry(reference: str) -> Response | tuple[str, int]:
+    """Try Stripe again for the same gift: the same idempotency key, never a second session."""
+    donation = donation_by_reference(reference)
+    if donation is None:
+        abort(404)
+    if not payments_configured():
+        return _form_page(_form_for(donation), 503, not_configured=True)
+    if donation.status not in RETRYABLE:
+        return redirect(url_for("donate.cancelled", ref=donation.reference), code=303)
+    return _go_to_checkout(donation)
+
+
+def _form_for(donation: Donation) -> DonationForm:
+    """The form filled in with a stored gift's choices, for a donor who comes back."""
+    major = to_major(donation.amount, donation.currency)
+    amount = amount_value(major)
+    preset = amount in {amount_value(p) for p in donation_settings().presets}
+    return DonationForm(
+        formdata=None,
+        data={
+            "frequency": donation.frequency,
+            "currency": donation.currency,
+            "amount": amount if preset else OTHER_AMOUNT,
+            "other_amount": "" if preset else str(major),
+            "cover_fee": donation.fee_covered > 0,
+            "dedication_kind": donation.dedication_kind or "",
+            "dedication_name": donation.dedication_name or "",
+            "anonymous": donation.anonymous,
+            "donor_name": donation.donor_name or "",
+            "donor_email": donation.donor_email or "",
+            "message": donation.message or "",
+        },
+    )
+
+
+@bp.get("/cancelled")
+def cancelled() -> tuple[str, int]:
+    """Back from Checkout without paying: the form again, with their choices kept."""
+    donation = donation_by_reference(request.args.get("ref", ""))
+    form = _form_for(donation) if donation is not None else DonationForm(formdata=None)
+    return _form_page(form, cancelled=True)
+
+
+@bp.get("/thanks")
+def thanks() -> str:
+    """Show what is known about the gift; only a signed webhook ever marks it paid."""
+    donation = donation_for_session(request.args.get("session_id", ""))
+    if donation is None:
+        abort(404)
+    return render_template("donate/thanks.html", donation=donation)

@@ -1,0 +1,484 @@
+"""Donations: from the form to Stripe Checkout (a fake one on the wire), and back."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from microsite.models import Donation, DonationStatus, db
+from tests.helpers import csrf_token, post_form
+from tests.stripe_fake import CHECKOUT_URL, FAKE_API_BASE, TEST_KEY, FakeStripe, make_event
+
+ONE_TIME = {"frequency": "one_time", "currency": "EUR", "amount": "25"}
+
+
+def other(amount: str) -> dict[str, str]:
+    return {"amount": "other", "other_amount": amount}
+
+
+def donations(app: Flask) -> list[Donation]:
+    with app.app_context():
+        return list(db.session.scalars(select(Donation).order_by(Donation.id)))
+
+
+def count(app: Flask) -> int:
+    with app.app_context():
+        return db.session.scalar(select(func.count(Donation.id)))
+
+
+# --------------------------------------------------------------------------- the form
+
+
+def test_form_offers_presets_currencies_frequency_and_other_amount(client: FlaskClient) -> None:
+    html = client.get("/donate").text
+    for value in ("10", "25", "50", "100", "other"):
+        assert f'name="amount" type="radio" value="{value}"' in html
+    assert re.search(r'<input checked id="amount-1" name="amount" type="radio" value="25">', html)
+    for code in ("EUR", "GBP", "USD", "CHF"):
+        assert f'<option{" selected" if code == "EUR" else ""} value="{code}">' in html
+    assert 'value="one_time"' in html and 'value="monthly"' in html
+    assert 'name="other_amount"' in html
+    for field in ("cover_fee", "dedication_kind", "dedication_name", "anonymous"):
+        assert f'name="{field}"' in html
+    for field in ("donor_name", "donor_email", "message"):
+        assert f'name="{field}"' in html
+    # The fee estimate is there without script: 1.5% + €0.25 on €25 is €0.64 (rounded up).
+    assert "Card fees are about 1.5% + €0.25" in html
+    assert "On €25.00 that adds €0.64." in html
+
+
+def test_home_page_has_the_donation_form_beside_the_pledge_form(client: FlaskClient) -> None:
+    html = client.get("/").text
+    assert 'class="donate-form" method="post" action="/donate"' in html
+    assert 'class="pledge-form"' in html
+    ids = re.findall(r'\sid="([^"]+)"', html)
+    assert len(ids) == len(set(ids)), "every id on the page is unique"
+
+
+def test_without_a_key_the_form_explains_giving_is_not_set_up(
+    app: Flask, client: FlaskClient
+) -> None:
+    response = post_form(client, "/donate", {**ONE_TIME, "donor_name": "Anna"})
+    assert response.status_code == 503
+    assert "Online giving is not set up yet" in response.text
+    assert "nothing was taken" in response.text
+    assert 'value="Anna"' in response.text
+    assert "checkout.stripe.com" not in response.text
+    assert count(app) == 0
+
+
+def test_one_time_gift_goes_to_checkout_with_the_exact_parameters(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    response = post_form(stripe_client, "/donate", {**ONE_TIME, "donor_email": "anna@example.org"})
+    assert response.status_code == 303
+    [wire] = fake_stripe.requests
+    [donation] = donations(stripe_app)
+    assert response.headers["Location"] == CHECKOUT_URL + donation.stripe_session_id
+    assert wire.method == "POST"
+    assert wire.url == f"{FAKE_API_BASE}/v1/checkout/sessions"
+    assert wire.headers["Authorization"] == f"Bearer {TEST_KEY}"
+    assert wire.headers["Idempotency-Key"] == f"donation-{donation.reference}-checkout"
+    ref = donation.reference
+    assert wire.params == {
+        "mode": "payment",
+        "submit_type": "donate",
+        "line_items[0][quantity]": "1",
+        "line_items[0][price_data][currency]": "eur",
+        "line_items[0][price_data][unit_amount]": "2500",
+        "line_items[0][price_data][product_data][name]": "Gift to RENATE",
+        "client_reference_id": ref,
+        "metadata[donation_reference]": ref,
+        "metadata[frequency]": "one_time",
+        "payment_intent_data[metadata][donation_reference]": ref,
+        "payment_intent_data[metadata][frequency]": "one_time",
+        "payment_intent_data[description]": "Gift to RENATE",
+        "customer_email": "anna@example.org",
+        "success_url": "http://localhost/donate/thanks?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": f"http://localhost/donate/cancelled?ref={ref}",
+    }
+    assert donation.status == DonationStatus.OPEN
+    assert donation.amount == 2500
+    assert donation.fee_covered == 0
+    assert donation.currency == "EUR"
+    assert donation.frequency == "one_time"
+    assert donation.livemode is False
+    assert donation.stripe_session_id.startswith("cs_test_")
+    assert donation.amount_received == 0
+
+
+def test_monthly_gift_is_a_subscription_with_an_inline_monthly_price(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    data = {"frequency": "monthly", "currency": "GBP", "amount": "other", "other_amount": "12"}
+    response = post_form(stripe_client, "/donate", data)
+    assert response.status_code == 303
+    [wire] = fake_stripe.requests
+    params = wire.params
+    ref = donations(stripe_app)[0].reference
+    assert params["mode"] == "subscription"
+    assert params["line_items[0][price_data][recurring][interval]"] == "month"
+    assert params["line_items[0][price_data][unit_amount]"] == "1200"
+    assert params["line_items[0][price_data][currency]"] == "gbp"
+    assert params["line_items[0][price_data][product_data][name]"] == "Monthly gift to RENATE"
+    assert params["subscription_data[metadata][donation_reference]"] == ref
+    assert params["metadata[donation_reference]"] == ref
+    assert params["client_reference_id"] == ref
+    assert "submit_type" not in params
+    assert not any(key.startswith("payment_intent_data") for key in params)
+
+
+@pytest.mark.parametrize(
+    ("typed", "minor"),
+    [
+        ("30", 3000),
+        ("30.5", 3050),
+        ("30,50", 3050),
+        ("€ 1 000", 100_000),
+        ("1", 100),
+        ("10000", 1_000_000),
+    ],
+)
+def test_other_amount_is_read_as_decimal_and_stored_in_cents(
+    stripe_app: Flask, stripe_client: FlaskClient, typed: str, minor: int | None
+) -> None:
+    response = post_form(
+        stripe_client, "/donate", {**ONE_TIME, "amount": "other", "other_amount": typed}
+    )
+    if minor is None:
+        assert response.status_code == 422
+        return
+    assert response.status_code == 303
+    assert donations(stripe_app)[0].amount == minor
+
+
+def test_an_amount_typed_in_wins_over_a_preset_left_selected(
+    stripe_app: Flask, stripe_client: FlaskClient
+) -> None:
+    response = post_form(stripe_client, "/donate", {**ONE_TIME, "other_amount": "42"})
+    assert response.status_code == 303
+    assert donations(stripe_app)[0].amount == 4200
+
+
+def test_covering_the_fee_adds_the_estimate_so_the_gift_arrives_whole(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    response = post_form(stripe_client, "/donate", {**ONE_TIME, "cover_fee": "y"})
+    assert response.status_code == 303
+    [donation] = donations(stripe_app)
+    # (2500 + 25) / (1 - 0.015) = 2563.45..., rounded up: 64 cents on top.
+    assert (donation.amount, donation.fee_covered, donation.total) == (2500, 64, 2564)
+    params = fake_stripe.requests[0].params
+    assert params["line_items[0][price_data][unit_amount]"] == "2564"
+    assert (
+        "€0.64 to cover the card fee"
+        in params["line_items[0][price_data][product_data][description]"]
+    )
+
+
+def test_zero_decimal_currency_is_never_charged_a_hundred_times_too_much(
+    make_app, stripe_config: dict[str, Any], fake_stripe: FakeStripe
+) -> None:
+    app = make_app(**stripe_config, DONATION_CURRENCIES="EUR,JPY", DONATION_MAX="100000")
+    client = app.test_client()
+    html = client.get("/donate").text
+    assert '<option value="JPY">JPY</option>' in html
+    response = post_form(
+        client,
+        "/donate",
+        {**ONE_TIME, "currency": "JPY", "amount": "other", "other_amount": "1000"},
+    )
+    assert response.status_code == 303
+    params = fake_stripe.requests[0].params
+    assert params["line_items[0][price_data][unit_amount]"] == "1000"
+    assert params["line_items[0][price_data][currency]"] == "jpy"
+    assert donations(app)[0].amount == 1000
+
+    fractional = post_form(
+        client,
+        "/donate",
+        {**ONE_TIME, "currency": "JPY", "amount": "other", "other_amount": "1000.50"},
+    )
+    assert fractional.status_code == 422
+    assert "JPY has no smaller unit" in fractional.text
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "message"),
+    [
+        (other(""), "other_amount", "Enter the amount you would like to give"),
+        (other("lots"), "other_amount", "Enter an amount in numbers"),
+        (other("-5"), "other_amount", "Enter an amount in numbers"),
+        (other("0.50"), "other_amount", "smallest gift we can take online is €1.00"),
+        (other("10000.01"), "other_amount", "up to €10,000.00"),
+        (other("30.555"), "other_amount", "without a thousands separator"),
+        (other("30.5555"), "other_amount", "at most two decimal places"),
+        ({"amount": "7"}, "amount", "Choose one of the amounts"),
+        ({"amount": ""}, "amount", "Choose an amount, or enter your own"),
+        ({"currency": "XBT"}, "currency", "Choose a currency from the list"),
+        ({"frequency": "weekly"}, "frequency", "Not a valid choice"),
+        ({"donor_email": "anna@"}, "donor_email", "Enter an email address like"),
+        ({"dedication_kind": "memory"}, "dedication_name", "whose name the dedication"),
+        ({"dedication_kind": "birth", "dedication_name": "X"}, "dedication_kind", "in honour of"),
+        ({"message": "m" * 501}, "message", "at most 500 characters"),
+    ],
+)  # fmt: skip
+def test_bad_input_comes_back_with_values_and_a_message(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    fake_stripe: FakeStripe,
+    change: dict[str, str],
+    field: str,
+    message: str,
+) -> None:
+    data = {**ONE_TIME, "donor_name": "Anna Novak", "cover_fee": "y", **change}
+    data = {k: v for k, v in data.items() if v != ""}
+    response = post_form(stripe_client, "/donate", data)
+    assert response.status_code == 422
+    html = response.text
+    assert f'id="{field}-error"' in html
+    assert message in html.split(f'id="{field}-error"')[1].split("</p>")[0]
+    assert 'value="Anna Novak"' in html
+    assert re.search(r'<input checked id="cover_fee"', html)
+    assert count(stripe_app) == 0
+    assert fake_stripe.requests == []
+
+
+def test_honeypot_goes_nowhere_and_stores_nothing(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    response = post_form(stripe_client, "/donate", {**ONE_TIME, "homepage": "http://spam.example"})
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/donate"
+    assert count(stripe_app) == 0
+    assert fake_stripe.requests == []
+
+
+def test_missing_csrf_token_is_refused(stripe_app: Flask, stripe_client: FlaskClient) -> None:
+    response = stripe_client.post("/donate", data=ONE_TIME)
+    assert response.status_code == 400
+    assert count(stripe_app) == 0
+
+
+def test_form_action_allows_stripe_checkout(client: FlaskClient) -> None:
+    csp = client.get("/donate").headers["Content-Security-Policy"]
+    assert "form-action 'self' https://checkout.stripe.com" in csp
+
+
+# --------------------------------------------------------------------------- Stripe failing
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (lambda fake: fake.fail_next(500), 502),
+        (lambda fake: fake.fail_next(401, {"type": "invalid_request_error"}), 502),
+        (lambda fake: fake.fail_next(429, {"type": "invalid_request_error"}), 503),
+        (lambda fake: fake.drop_next(), 503),
+    ],
+    ids=["api-error", "auth-error", "rate-limited", "network-down"],
+)  # fmt: skip
+def test_stripe_failure_is_a_calm_page_and_a_logged_request_id(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    fake_stripe: FakeStripe,
+    caplog: pytest.LogCaptureFixture,
+    failure: Any,
+    status: int,
+) -> None:
+    failure(fake_stripe)
+    with caplog.at_level(logging.ERROR):
+        response = post_form(stripe_client, "/donate", ONE_TIME)
+    assert response.status_code == status
+    assert "We could not reach our payment provider" in response.text
+    assert "nothing was taken" in response.text
+    assert "Try again" in response.text
+    [donation] = donations(stripe_app)
+    assert donation.status == DonationStatus.NOT_STARTED
+    assert donation.stripe_session_id is None
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert donation.reference in logged
+    assert "stripe request id" in logged
+
+
+def test_stripe_request_id_is_in_the_log(
+    stripe_client: FlaskClient, fake_stripe: FakeStripe, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake_stripe.fail_next(500)
+    with caplog.at_level(logging.ERROR):
+        post_form(stripe_client, "/donate", ONE_TIME)
+    assert "stripe request id req_fake_1" in caplog.text
+
+
+def test_retry_uses_the_same_idempotency_key_and_makes_one_session(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    fake_stripe.fail_next(500)
+    failed = post_form(stripe_client, "/donate", ONE_TIME)
+    assert failed.status_code == 502
+    [donation] = donations(stripe_app)
+    retry_url = f"/donate/retry/{donation.reference}"
+    assert f'action="{retry_url}"' in failed.text
+
+    token = csrf_token(failed.text)
+    first = stripe_client.post(retry_url, data={"csrf_token": token})
+    again = stripe_client.post(retry_url, data={"csrf_token": token})
+    assert first.status_code == again.status_code == 303
+    assert first.headers["Location"] == again.headers["Location"]
+    keys = {r.headers["Idempotency-Key"] for r in fake_stripe.requests}
+    assert keys == {f"donation-{donation.reference}-checkout"}
+    assert len({r.body for r in fake_stripe.requests}) == 1
+    [donation] = donations(stripe_app)
+    assert donation.status == DonationStatus.OPEN
+    assert first.headers["Location"].endswith(donation.stripe_session_id)
+
+
+def test_retry_needs_the_csrf_token(stripe_app: Flask, stripe_client: FlaskClient) -> None:
+    assert stripe_client.post("/donate/retry/" + "a" * 32).status_code == 400
+
+
+def test_retry_of_an_unknown_gift_is_404(stripe_client: FlaskClient) -> None:
+    token = csrf_token(stripe_client.get("/donate").text)
+    response = stripe_client.post("/donate/retry/" + "a" * 32, data={"csrf_token": token})
+    assert response.status_code == 404
+
+
+# --------------------------------------------------------------------------- coming back
+
+
+def start(client: FlaskClient, data: dict[str, str] | None = None) -> str:
+    """Submit the form; the Checkout session id the donor was sent to."""
+    response = post_form(client, "/donate", data or ONE_TIME)
+    assert response.status_code == 303, response.status_code
+    return response.headers["Location"].rsplit("/", 1)[1]
+
+
+def test_thanks_says_being_processed_until_a_webhook_confirms(
+    stripe_app: Flask, stripe_client: FlaskClient, send_event
+) -> None:
+    session_id = start(stripe_client)
+    page = stripe_client.get(f"/donate/thanks?session_id={session_id}")
+    assert page.status_code == 200
+    assert "your gift is being processed" in page.text
+    assert "€25.00" in page.text
+    assert donations(stripe_app)[0].status == DonationStatus.OPEN  # looking changes nothing
+
+    [donation] = donations(stripe_app)
+    completed = {
+        "id": session_id,
+        "object": "checkout.session",
+        "payment_status": "paid",
+        "amount_total": 2500,
+        "currency": "eur",
+        "payment_intent": "pi_test_1",
+        "client_reference_id": donation.reference,
+        "metadata": {"donation_reference": donation.reference},
+    }
+    assert send_event(make_event("checkout.session.completed", completed)).status_code == 200
+    page = stripe_client.get(f"/donate/thanks?session_id={session_id}")
+    assert "Thank you for your gift" in page.text
+    assert "We have received your gift of <strong>€25.00</strong>" in page.text
+
+
+@pytest.mark.parametrize(
+    "session_id", ["cs_test_unknown123", "", "nonsense", "cs_test_<script>", "cs_test_" + "a" * 300]
+)
+def test_unknown_or_malformed_session_is_a_polite_404(
+    stripe_client: FlaskClient, session_id: str
+) -> None:
+    start(stripe_client)
+    response = stripe_client.get("/donate/thanks", query_string={"session_id": session_id})
+    assert response.status_code == 404
+    assert "We could not find that page" in response.text
+
+
+def test_cancelled_brings_back_the_form_with_their_choices(
+    stripe_app: Flask, stripe_client: FlaskClient
+) -> None:
+    data = {
+        "frequency": "monthly",
+        "currency": "GBP",
+        "amount": "other",
+        "other_amount": "30,50",
+        "cover_fee": "y",
+        "dedication_kind": "memory",
+        "dedication_name": "Anna Novak",
+        "anonymous": "y",
+        "donor_name": "Jan",
+        "donor_email": "jan@example.org",
+        "message": "For the shelter in Tirana",
+    }
+    post_form(stripe_client, "/donate", data)
+    [donation] = donations(stripe_app)
+    page = stripe_client.get(f"/donate/cancelled?ref={donation.reference}")
+    assert page.status_code == 200
+    html = page.text
+    assert "Your payment was not completed and nothing was taken" in html
+    assert re.search(r'<input checked id="frequency-1"[^>]*value="monthly"', html)
+    assert '<option selected value="GBP">GBP</option>' in html
+    assert re.search(r'<input checked id="amount-4"[^>]*value="other"', html)
+    assert 'value="30.50"' in html
+    assert re.search(r'<input checked id="cover_fee"', html)
+    assert re.search(r'<input checked id="anonymous"', html)
+    assert '<option selected value="memory">' in html
+    assert 'value="Anna Novak"' in html and 'value="Jan"' in html
+    assert "For the shelter in Tirana</textarea>" in html
+    assert '<details class="more" open>' in html
+    assert donations(stripe_app)[0].status == DonationStatus.OPEN  # a webhook decides
+
+
+def test_cancelled_keeps_a_preset_choice(stripe_app: Flask, stripe_client: FlaskClient) -> None:
+    post_form(stripe_client, "/donate", {**ONE_TIME, "amount": "50"})
+    [donation] = donations(stripe_app)
+    html = stripe_client.get(f"/donate/cancelled?ref={donation.reference}").text
+    assert re.search(r'<input checked id="amount-2"[^>]*value="50"', html)
+
+
+def test_cancelled_without_a_known_gift_shows_the_empty_form(stripe_client: FlaskClient) -> None:
+    page = stripe_client.get("/donate/cancelled?ref=nothing")
+    assert page.status_code == 200
+    assert 'class="donate-form"' in page.text
+
+
+# --------------------------------------------------------------------------- abuse
+
+
+def test_donation_posts_are_rate_limited(make_app, stripe_config: dict[str, Any]) -> None:
+    app = make_app(**stripe_config, DONATE_RATE_LIMIT="2 per minute")
+    client = app.test_client()
+    for _ in range(2):
+        assert post_form(client, "/donate", ONE_TIME).status_code == 303
+    limited = post_form(client, "/donate", ONE_TIME)
+    assert limited.status_code == 429
+    assert "Too many attempts" in limited.text
+    assert int(limited.headers["Retry-After"]) > 0
+    assert count(app) == 2
+    assert client.get("/donate").status_code == 200  # reading the form is never limited
+
+
+# --------------------------------------------------------------------------- Stripe itself
+
+
+@pytest.mark.stripe_live
+def test_a_real_test_mode_session_can_be_created(make_app) -> None:
+    key = os.environ.get("STRIPE_TEST_SECRET_KEY", "")
+    if not key:
+        pytest.skip("set STRIPE_TEST_SECRET_KEY to a Stripe test key (sk_test_...) to run this")
+    if not key.startswith(("sk_test_", "rk_test_")):
+        pytest.fail("STRIPE_TEST_SECRET_KEY must be a test-mode key (sk_test_ or rk_test_)")
+    app = make_app(STRIPE_SECRET_KEY=key, STRIPE_WEBHOOK_SECRET="whsec_unused")
+    client = app.test_client()
+    response = post_form(client, "/donate", ONE_TIME)
+    assert response.status_code == 303, response.text
+    assert response.headers["Location"].startswith("https://checkout.stripe.com/")
+    [donation] = donations(app)
+    assert donation.stripe_session_id.startswith("cs_test_")
+    assert donation.status == DonationStatus.OPEN
+    assert donation.livemode is False
