@@ -39,6 +39,8 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 PER_PAGE = 50
 PUBLIC_ENDPOINTS = {"admin.login"}
+# Labels short enough for a table column.
+SHORT_RHYTHM = {"daily": "Every day", "weekly": "Every week", "feb8": "On 8 February"}
 
 
 # --------------------------------------------------------------------------- guard
@@ -70,6 +72,8 @@ def admin_globals() -> dict[str, Any]:
         "admin": g.get("admin"),
         "action_form": ActionForm(),
         "money": records.money,
+        "amount": records.minor_to_text,
+        "short_rhythm": SHORT_RHYTHM,
         "country_names": country_names(),
     }
 
