@@ -1,0 +1,512 @@
+"""Stripe's webhooks: only a signed event changes a gift, exactly once, and only forward."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import func, select
+
+from microsite.extensions import limiter
+from microsite.models import Donation, DonationPayment, DonationStatus, WebhookEvent, db
+from tests.conftest import LiveServer
+from tests.helpers import post_form
+from tests.stripe_fake import make_event, post_event, sign
+
+ONE_TIME = {"frequency": "one_time", "currency": "EUR", "amount": "25"}
+MONTHLY = {"frequency": "monthly", "currency": "EUR", "amount": "10"}
+
+
+def donation(app: Flask) -> Donation:
+    with app.app_context():
+        found = db.session.scalars(select(Donation)).one()
+        db.session.expunge(found)
+        return found
+
+
+def payments(app: Flask) -> list[tuple[str, int]]:
+    with app.app_context():
+        rows = db.session.execute(
+            select(DonationPayment.stripe_ref, DonationPayment.amount).order_by(DonationPayment.id)
+        )
+        return [tuple(row) for row in rows]
+
+
+def events(app: Flask) -> dict[str, str]:
+    with app.app_context():
+        return dict(db.session.execute(select(WebhookEvent.id, WebhookEvent.outcome)).all())
+
+
+def start(client: FlaskClient, data: dict[str, str]) -> tuple[str, str]:
+    """Submit the form: the gift's reference and its Checkout session id."""
+    response = post_form(client, "/donate", data)
+    assert response.status_code == 303
+    session_id = response.headers["Location"].rsplit("/", 1)[1]
+    with client.application.app_context():
+        reference = db.session.scalar(
+            select(Donation.reference).where(Donation.stripe_session_id == session_id)
+        )
+    return reference, session_id
+
+
+def session_object(reference: str, session_id: str, **changes: Any) -> dict[str, Any]:
+    obj = {
+        "id": session_id,
+        "object": "checkout.session",
+        "mode": "payment",
+        "status": "complete",
+        "payment_status": "paid",
+        "amount_total": 2500,
+        "currency": "eur",
+        "payment_intent": "pi_test_one",
+        "customer": "cus_test_one",
+        "subscription": None,
+        "invoice": None,
+        "client_reference_id": reference,
+        "metadata": {"donation_reference": reference, "frequency": "one_time"},
+        "livemode": False,
+    }
+    obj.update(changes)
+    return obj
+
+
+def monthly_session(reference: str, session_id: str, **changes: Any) -> dict[str, Any]:
+    base = {
+        "mode": "subscription",
+        "amount_total": 1000,
+        "payment_intent": None,
+        "subscription": "sub_test_one",
+        "invoice": "in_test_first",
+        "metadata": {"donation_reference": reference, "frequency": "monthly"},
+    }
+    return session_object(reference, session_id, **{**base, **changes})
+
+
+def invoice(reference: str | None, invoice_id: str, amount: int = 1000, **changes: Any) -> dict:
+    """An invoice in the newer API shape: the subscription under parent."""
+    obj = {
+        "id": invoice_id,
+        "object": "invoice",
+        "amount_paid": amount,
+        "currency": "eur",
+        "customer": "cus_test_one",
+        "status": "paid",
+        "billing_reason": "subscription_cycle",
+        "parent": {
+            "type": "subscription_details",
+            "subscription_details": {
+                "subscription": "sub_test_one",
+                "metadata": {"donation_reference": reference} if reference else {},
+            },
+        },
+    }
+    obj.update(changes)
+    return obj
+
+
+def charge(amount_refunded: int, refunded: bool, **changes: Any) -> dict[str, Any]:
+    obj = {
+        "id": "ch_test_one",
+        "object": "charge",
+        "amount": 2500,
+        "amount_refunded": amount_refunded,
+        "refunded": refunded,
+        "currency": "eur",
+        "payment_intent": "pi_test_one",
+        "metadata": {},
+    }
+    obj.update(changes)
+    return obj
+
+
+@pytest.fixture
+def one_time(stripe_client: FlaskClient) -> tuple[str, str]:
+    return start(stripe_client, ONE_TIME)
+
+
+@pytest.fixture
+def monthly(stripe_client: FlaskClient) -> tuple[str, str]:
+    return start(stripe_client, MONTHLY)
+
+
+# --------------------------------------------------------------------------- signatures
+
+
+def test_signed_completion_marks_the_gift_paid(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    event = make_event("checkout.session.completed", session_object(*one_time))
+    response = send_event(event)
+    assert response.status_code == 200
+    assert response.json == {"received": "paid"}
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.PAID
+    assert gift.amount_received == 2500
+    assert gift.paid_at is not None
+    assert gift.stripe_payment_intent == "pi_test_one"
+    assert gift.stripe_customer == "cus_test_one"
+    assert payments(stripe_app) == [("pi_test_one", 2500)]
+    assert events(stripe_app) == {event["id"]: "paid"}
+
+
+def _tampered(event: dict[str, Any]) -> dict[str, Any]:
+    payload = json.dumps(event).encode()
+    return {"event": payload.replace(b"2500", b"9900"), "signature": sign(payload)}
+
+
+@pytest.mark.parametrize(
+    "attack",
+    [
+        pytest.param(lambda ev: {"event": ev, "signature": ""}, id="missing"),
+        pytest.param(lambda ev: {"event": ev, "secret": "whsec_someone_else"}, id="wrong-secret"),
+        pytest.param(lambda ev: {"event": ev, "signature": "t=1,v1=deadbeef"}, id="garbage"),
+        pytest.param(lambda ev: {"event": ev, "signature": "v1=abc"}, id="no-timestamp"),
+        pytest.param(_tampered, id="tampered"),
+        pytest.param(lambda ev: {"event": ev, "timestamp": int(time.time()) - 600}, id="stale"),
+        pytest.param(lambda ev: {"event": ev, "timestamp": int(time.time()) + 3600}, id="future"),
+    ],
+)
+def test_unsigned_or_badly_signed_events_change_nothing(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str], attack: Callable
+) -> None:
+    event = make_event("checkout.session.completed", session_object(*one_time))
+    response = send_event(**attack(event))
+    assert response.status_code == 400
+    assert donation(stripe_app).status == DonationStatus.OPEN
+    assert events(stripe_app) == {}
+    assert payments(stripe_app) == []
+
+
+@pytest.mark.parametrize(
+    "body", [b"not json at all", b"\xff\xfe\x00garbage", b"[1, 2, 3]", b'{"id": "evt_1"}']
+)
+def test_a_signed_body_that_is_not_an_event_is_400(
+    stripe_app: Flask, send_event: Callable, body: bytes
+) -> None:
+    assert send_event(body).status_code == 400
+    assert events(stripe_app) == {}
+
+
+def test_without_a_webhook_secret_nothing_is_accepted(
+    make_app, stripe_config: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(**{**stripe_config, "STRIPE_WEBHOOK_SECRET": ""})
+    client = app.test_client()
+    event = make_event("checkout.session.completed", {"id": "cs_test_x"})
+    assert post_event(client, event).status_code == 400
+    assert "STRIPE_WEBHOOK_SECRET is not set" in caplog.text
+
+
+def test_webhook_needs_no_csrf_token_and_has_no_rate_limit(
+    make_app, stripe_config: dict[str, Any]
+) -> None:
+    app = make_app(**stripe_config, RATELIMIT_DEFAULT="2 per minute")
+    client = app.test_client()
+    try:
+        for _ in range(5):
+            event = make_event("customer.created", {"id": "cus_test", "object": "customer"})
+            assert post_event(client, event).status_code == 200
+        statuses = [client.get("/healthz").status_code for _ in range(3)]
+        assert statuses == [200, 200, 429]  # the default limit is real elsewhere
+    finally:
+        # The limiter is one object for the whole process: leave no default behind.
+        limiter.limit_manager.set_default_limits([])
+
+
+def test_an_oversized_body_is_refused(make_app, stripe_config: dict[str, Any]) -> None:
+    app = make_app(**stripe_config, WEBHOOK_MAX_CONTENT_LENGTH=2048)
+    client = app.test_client()
+    event = make_event("customer.created", {"id": "cus_test", "padding": "x" * 4096})
+    assert post_event(client, event).status_code == 413
+
+
+def test_events_larger_than_a_form_are_accepted(stripe_app: Flask, send_event: Callable) -> None:
+    # Stripe's events are often larger than the 64 KB the forms allow.
+    big = make_event("customer.created", {"id": "cus_test", "padding": "x" * 100_000})
+    assert send_event(big).status_code == 200
+
+
+# --------------------------------------------------------------------------- exactly once
+
+
+def test_a_repeated_delivery_answers_200_and_changes_nothing(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    event = make_event("checkout.session.completed", session_object(*one_time))
+    assert send_event(event).json == {"received": "paid"}
+    again = send_event(event)
+    assert again.status_code == 200
+    assert again.json == {"received": "duplicate"}
+    assert donation(stripe_app).amount_received == 2500
+    assert payments(stripe_app) == [("pi_test_one", 2500)]
+
+
+def _deliver_at_once(server: LiveServer, bodies: list[bytes]) -> list[int]:
+    """POST each body from its own thread, all released at the same instant."""
+    barrier = threading.Barrier(len(bodies))
+    statuses: list[int] = [0] * len(bodies)
+
+    def deliver(index: int, payload: bytes) -> None:
+        request = urllib.request.Request(  # noqa: S310
+            server.url + "/webhooks/stripe",
+            data=payload,
+            headers={"Content-Type": "application/json", "Stripe-Signature": sign(payload)},
+            method="POST",
+        )
+        barrier.wait()
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                statuses[index] = response.status
+        except urllib.error.HTTPError as error:
+            statuses[index] = error.code
+
+    threads = [threading.Thread(target=deliver, args=(i, body)) for i, body in enumerate(bodies)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    return statuses
+
+
+def test_the_same_event_delivered_twice_at_once_counts_once(
+    stripe_app: Flask, stripe_client: FlaskClient
+) -> None:
+    server = LiveServer(stripe_app).start()
+    try:
+        for _ in range(3):
+            with stripe_app.app_context():
+                db.session.execute(db.delete(DonationPayment))
+                db.session.execute(db.delete(WebhookEvent))
+                db.session.execute(db.delete(Donation))
+                db.session.commit()
+            reference, session_id = start(stripe_client, ONE_TIME)
+            event = make_event("checkout.session.completed", session_object(reference, session_id))
+            payload = json.dumps(event).encode()
+            assert _deliver_at_once(server, [payload] * 4) == [200] * 4
+            gift = donation(stripe_app)
+            assert gift.status == DonationStatus.PAID
+            assert gift.amount_received == 2500
+            assert payments(stripe_app) == [("pi_test_one", 2500)]
+            assert events(stripe_app) == {event["id"]: "paid"}
+    finally:
+        server.stop()
+
+
+def test_completion_and_first_invoice_at_once_are_one_payment(
+    stripe_app: Flask, stripe_client: FlaskClient
+) -> None:
+    reference, session_id = start(stripe_client, MONTHLY)
+    completed = make_event("checkout.session.completed", monthly_session(reference, session_id))
+    first = make_event(
+        "invoice.paid",
+        invoice(reference, "in_test_first", billing_reason="subscription_create"),
+    )
+    server = LiveServer(stripe_app).start()
+    try:
+        bodies = [json.dumps(completed).encode(), json.dumps(first).encode()]
+        assert _deliver_at_once(server, bodies) == [200, 200]
+    finally:
+        server.stop()
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.PAID
+    assert gift.stripe_subscription == "sub_test_one"
+    assert gift.stripe_session_id == session_id
+    assert gift.amount_received == 1000
+    assert payments(stripe_app) == [("in_test_first", 1000)]
+    assert set(events(stripe_app)) == {completed["id"], first["id"]}
+
+
+# --------------------------------------------------------------------------- each event
+
+
+def test_delayed_payment_is_processing_then_paid(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    unpaid = session_object(*one_time, payment_status="unpaid")
+    assert send_event(make_event("checkout.session.completed", unpaid)).status_code == 200
+    assert donation(stripe_app).status == DonationStatus.PROCESSING
+    assert donation(stripe_app).amount_received == 0
+    paid = session_object(*one_time)
+    send_event(make_event("checkout.session.async_payment_succeeded", paid))
+    assert donation(stripe_app).status == DonationStatus.PAID
+    assert donation(stripe_app).amount_received == 2500
+
+
+def test_delayed_payment_can_fail(
+    stripe_app: Flask, stripe_client: FlaskClient, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    unpaid = session_object(*one_time, payment_status="unpaid")
+    send_event(make_event("checkout.session.completed", unpaid))
+    send_event(make_event("checkout.session.async_payment_failed", unpaid))
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.FAILED
+    assert gift.amount_received == 0
+    page = stripe_client.get(f"/donate/thanks?session_id={one_time[1]}")
+    assert "Your payment did not go through" in page.text
+
+
+def test_an_expired_session_is_abandoned(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    expired = session_object(*one_time, status="expired", payment_status="unpaid")
+    assert send_event(make_event("checkout.session.expired", expired)).json == {
+        "received": "abandoned"
+    }
+    assert donation(stripe_app).status == DonationStatus.ABANDONED
+
+
+def test_a_partial_then_full_refund(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    send_event(make_event("checkout.session.completed", session_object(*one_time)))
+    send_event(make_event("charge.refunded", charge(1000, False), previous={"amount_refunded": 0}))
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_refunded) == (DonationStatus.PAID, 1000)
+    send_event(
+        make_event("charge.refunded", charge(2500, True), previous={"amount_refunded": 1000})
+    )
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_refunded) == (DonationStatus.REFUNDED, 2500)
+    assert gift.amount_received == 2500
+
+
+def test_a_late_completion_never_undoes_a_refund(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    send_event(make_event("checkout.session.completed", session_object(*one_time)))
+    send_event(make_event("charge.refunded", charge(2500, True)))
+    # Out of order: an older event about the same gift arrives last.
+    send_event(make_event("checkout.session.completed", session_object(*one_time)))
+    send_event(make_event("checkout.session.expired", session_object(*one_time)))
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.REFUNDED
+    assert gift.amount_received == 2500
+    assert len(payments(stripe_app)) == 1
+
+
+def test_expiry_arriving_after_payment_changes_nothing(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    send_event(make_event("checkout.session.completed", session_object(*one_time)))
+    send_event(make_event("checkout.session.expired", session_object(*one_time)))
+    assert donation(stripe_app).status == DonationStatus.PAID
+
+
+def test_monthly_gift_records_each_month_once_with_a_running_total(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    reference, session_id = monthly
+    send_event(make_event("checkout.session.completed", monthly_session(reference, session_id)))
+    first = invoice(reference, "in_test_first", billing_reason="subscription_create")
+    assert send_event(make_event("invoice.paid", first)).json == {
+        "received": "payment already counted"
+    }
+    assert donation(stripe_app).amount_received == 1000
+
+    # Later months: the invoice names the subscription only (older API shape, no metadata).
+    second = {
+        "id": "in_test_second",
+        "object": "invoice",
+        "amount_paid": 1000,
+        "currency": "eur",
+        "subscription": "sub_test_one",
+    }
+    assert send_event(make_event("invoice.paid", second)).json == {"received": "payment recorded"}
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.PAID
+    assert gift.amount_received == 2000
+    assert payments(stripe_app) == [("in_test_first", 1000), ("in_test_second", 1000)]
+
+    deleted = {"id": "sub_test_one", "object": "subscription", "status": "canceled"}
+    send_event(make_event("customer.subscription.deleted", deleted))
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.ENDED
+    assert gift.ended_at is not None
+
+    # A month paid just before the end, reported after it: counted, the gift stays ended.
+    send_event(make_event("invoice.paid", {**second, "id": "in_test_third"}))
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.ENDED
+    assert gift.amount_received == 3000
+
+
+def test_first_invoice_before_the_session_completion_still_counts_once(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    reference, session_id = monthly
+    first = invoice(reference, "in_test_first", billing_reason="subscription_create")
+    assert send_event(make_event("invoice.paid", first)).json == {"received": "payment recorded"}
+    send_event(make_event("checkout.session.completed", monthly_session(reference, session_id)))
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.PAID
+    assert gift.amount_received == 1000
+    assert gift.stripe_subscription == "sub_test_one"
+    assert payments(stripe_app) == [("in_test_first", 1000)]
+
+
+def test_a_refunded_month_is_added_to_the_refunded_total(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    send_event(make_event("checkout.session.completed", monthly_session(*monthly)))
+    refund = charge(1000, True, amount=1000, payment_intent="pi_month", invoice="in_test_first")
+    send_event(make_event("charge.refunded", refund, previous={"amount_refunded": 0}))
+    gift = donation(stripe_app)
+    assert gift.amount_refunded == 1000
+    assert gift.status == DonationStatus.PAID  # the monthly gift itself goes on
+
+
+def test_other_event_types_are_acknowledged_and_ignored(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    event = make_event("payment_intent.created", {"id": "pi_test_one", "object": "payment_intent"})
+    response = send_event(event)
+    assert response.status_code == 200
+    assert response.json == {"received": "ignored"}
+    assert donation(stripe_app).status == DonationStatus.OPEN
+    assert events(stripe_app) == {event["id"]: "ignored"}
+
+
+def test_events_about_gifts_we_do_not_know_are_acknowledged(
+    stripe_app: Flask, send_event: Callable
+) -> None:
+    stranger = session_object("f" * 32, "cs_test_stranger")
+    assert send_event(make_event("checkout.session.completed", stranger)).json == {
+        "received": "unmatched"
+    }
+
+
+def test_a_live_event_is_ignored_by_a_test_mode_site(
+    stripe_app: Flask,
+    send_event: Callable,
+    one_time: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    event = make_event(
+        "checkout.session.completed", session_object(*one_time, livemode=True), livemode=True
+    )
+    with caplog.at_level(logging.WARNING):
+        response = send_event(event)
+    assert response.status_code == 200
+    assert donation(stripe_app).status == DonationStatus.OPEN
+    assert payments(stripe_app) == []
+    assert f"stripe event {event['id']}" in caplog.text
+    assert "livemode=True but the configured key is in test mode" in caplog.text
+
+
+def test_the_thank_you_page_never_marks_anything_paid(
+    stripe_app: Flask, stripe_client: FlaskClient, one_time: tuple[str, str]
+) -> None:
+    for _ in range(3):
+        assert stripe_client.get(f"/donate/thanks?session_id={one_time[1]}").status_code == 200
+    assert donation(stripe_app).status == DonationStatus.OPEN
+    with stripe_app.app_context():
+        assert db.session.scalar(select(func.count(WebhookEvent.id))) == 0
