@@ -1,0 +1,151 @@
+"""A donor picks an amount and reaches (a stand-in for) Stripe Checkout, with and without script."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+
+from microsite.models import Donation, DonationStatus, db
+from tests.stripe_fake import CHECKOUT_URL, FakeStripe, make_event, post_event
+
+pytestmark = pytest.mark.browser
+
+FAKE_CHECKOUT_PAGE = "<!doctype html><title>Checkout</title><h1>Fake Stripe Checkout</h1>"
+
+
+@pytest.fixture
+def app(make_app, stripe_config: dict[str, Any]) -> Flask:
+    """The site in Stripe test mode; its API calls reach the fake, never the network."""
+    return make_app(**stripe_config)
+
+
+def _stand_in_for_checkout(page: Any) -> list[str]:
+    """Answer Checkout's URL from here: the browser never leaves the machine."""
+    visited: list[str] = []
+
+    def fulfil(route: Any) -> None:
+        visited.append(route.request.url)
+        route.fulfill(status=200, content_type="text/html", body=FAKE_CHECKOUT_PAGE)
+
+    page.route(re.compile(r"^https://checkout\.stripe\.com/.*"), fulfil)
+    return visited
+
+
+def test_pick_an_amount_and_arrive_at_checkout(
+    page: Any, live_server: Any, fake_stripe: FakeStripe, app: Flask
+) -> None:
+    visited = _stand_in_for_checkout(page)
+    page.goto(live_server.url + "/")
+    assert "Test mode" in page.inner_text(".test-banner")
+
+    page.click("label[for=amount-2]")  # 50
+    assert page.is_checked("#amount-2")
+    page.click("label[for=frequency-1]")  # monthly
+    page.check("#cover_fee")
+    # (5000 + 25) / 0.985 = 5101.52..., so 102 cents on top.
+    assert page.inner_text(".fee-example") == "On €50.00 that adds €1.02 a month."
+
+    page.select_option("#currency", "GBP")
+    assert page.text_content(".amount-choice label[for=amount-2]") == "£50"
+    page.fill("#other_amount", "30")
+    assert page.is_checked("#amount-4")
+    assert page.inner_text(".fee-example") == "On £30.00 that adds £0.72 a month."
+
+    page.click(".donate-form button[type=submit]")
+    page.wait_for_url(re.compile(r"^https://checkout\.stripe\.com/c/pay/cs_test_"))
+    assert page.inner_text("h1") == "Fake Stripe Checkout"
+    assert visited == [page.url]
+
+    [wire] = fake_stripe.sessions_created
+    params = wire.params
+    assert params["mode"] == "subscription"
+    assert params["line_items[0][price_data][currency]"] == "gbp"
+    assert params["line_items[0][price_data][unit_amount]"] == str(3000 + 72)
+    assert params["line_items[0][price_data][recurring][interval]"] == "month"
+    assert page.url == CHECKOUT_URL + wire_session(app)
+
+
+def wire_session(app: Flask) -> str:
+    with app.app_context():
+        return db.session.scalars(db.select(Donation.stripe_session_id)).one()
+
+
+@pytest.fixture
+def no_script_page(browser: Any, viewport: dict[str, int]) -> Iterator[Any]:
+    context = browser.new_context(viewport=viewport, java_script_enabled=False)
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    yield page
+    context.close()
+
+
+def test_without_javascript_the_gift_still_reaches_checkout_and_comes_back(
+    no_script_page: Any, live_server: Any, fake_stripe: FakeStripe, app: Flask
+) -> None:
+    page = no_script_page
+    _stand_in_for_checkout(page)
+    page.goto(live_server.url + "/donate")
+    # The fee estimate is in the page itself.
+    assert "On €25.00 that adds €0.64." in page.inner_text("#fee-estimate")
+    page.click("label[for=amount-3]")  # 100
+    page.click(".donate-form button[type=submit]")
+    page.wait_for_url(re.compile(r"^https://checkout\.stripe\.com/"))
+    [wire] = fake_stripe.sessions_created
+    assert wire.params["line_items[0][price_data][unit_amount]"] == "10000"
+    assert wire.params["mode"] == "payment"
+
+    # Stripe sends the donor back; the page shows what the webhook has (not yet) said.
+    session_id = wire_session(app)
+    thanks = f"{live_server.url}/donate/thanks?session_id={session_id}"
+    page.goto(thanks)
+    assert "being processed" in page.inner_text("h1")
+
+    with app.app_context():
+        reference = db.session.scalars(db.select(Donation.reference)).one()
+    completed = {
+        "id": session_id,
+        "object": "checkout.session",
+        "payment_status": "paid",
+        "amount_total": 10000,
+        "currency": "eur",
+        "payment_intent": "pi_test_browser",
+        "metadata": {"donation_reference": reference},
+    }
+    assert (
+        post_event(
+            app.test_client(), make_event("checkout.session.completed", completed)
+        ).status_code
+        == 200
+    )
+    page.goto(thanks)
+    assert page.inner_text("h1") == "Thank you for your gift"
+    with app.app_context():
+        assert db.session.scalars(db.select(Donation.status)).one() == DonationStatus.PAID
+
+
+def test_a_cancelled_checkout_brings_back_the_choices(
+    page: Any, live_server: Any, fake_stripe: FakeStripe
+) -> None:
+    _stand_in_for_checkout(page)
+    page.goto(live_server.url + "/donate")
+    page.fill("#other_amount", "42,50")
+    page.click(".donate-form button[type=submit]")
+    page.wait_for_url(re.compile(r"^https://checkout\.stripe\.com/"))
+    cancel_url = fake_stripe.sessions_created[0].params["cancel_url"]
+    page.goto(cancel_url.replace("http://localhost", live_server.url))
+    assert "nothing was taken" in page.inner_text(".notice")
+    assert page.input_value("#other_amount") == "42.50"
+    assert page.is_checked("#amount-4")
+
+
+def test_donate_page_fits_the_viewport(page: Any, live_server: Any) -> None:
+    for path in ("/", "/donate"):
+        page.goto(live_server.url + path)
+        overflow = page.evaluate(
+            "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, path
