@@ -8,6 +8,7 @@ even one copied before the sign-out, stops working.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from functools import cache
 from urllib.parse import urlsplit
@@ -16,11 +17,18 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app, session
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from .models import AdminUser, db, utcnow
 
 MIN_PASSWORD_LENGTH = 12
+
+# A browser an admin has signed in from carries a signed cookie naming (by a hash) the
+# account. Failed sign-ins by strangers hold an account for a while; they do not hold it
+# in a browser its admin has used before, so nobody can keep a real admin out.
+KNOWN_BROWSER_COOKIE = "admin_device"
+KNOWN_BROWSER_DAYS = 90
 
 # argon2id with the library's defaults (RFC 9106's second recommended option).
 hasher = PasswordHasher()
@@ -109,6 +117,30 @@ def authenticate(email: str, password: str) -> AdminUser | None:
         admin.password_hash = hasher.hash(password)
         db.session.commit()
     return admin
+
+
+def _known_browser_signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="admin-known-browser")
+
+
+def _account_digest(email: str) -> str:
+    return hashlib.sha256(normalise_email(email).encode("utf-8")).hexdigest()
+
+
+def known_browser_token(admin: AdminUser) -> str:
+    """The cookie value that marks this browser as one the admin has signed in from."""
+    return _known_browser_signer().dumps(_account_digest(admin.email))
+
+
+def is_known_browser(token: str | None, email: str) -> bool:
+    """Whether the cookie is ours, recent enough, and for the account being signed in to."""
+    if not token or not email:
+        return False
+    try:
+        digest = _known_browser_signer().loads(token, max_age=KNOWN_BROWSER_DAYS * 86400)
+    except BadSignature:
+        return False
+    return digest == _account_digest(email)
 
 
 def start_session(admin: AdminUser) -> None:

@@ -28,8 +28,14 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def neutralise(text: str) -> str:
-    """Make a cell that a spreadsheet would run as a formula read as plain text."""
-    return "'" + text if text.startswith(FORMULA_START) else text
+    """Make a cell that a spreadsheet would run as a formula read as plain text.
+
+    Leading whitespace is looked past too, since some spreadsheets trim it on import:
+    " =1+1" becomes "' =1+1". The quote is the only change; the text is kept whole.
+    """
+    if text.startswith(FORMULA_START) or text.lstrip().startswith(FORMULA_START):
+        return "'" + text
+    return text
 
 
 def iso_utc(value: datetime) -> str:

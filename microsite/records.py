@@ -292,12 +292,17 @@ def find_person(email: str) -> Person:
     """The pledge and donations made with this email address, whatever its case."""
     key = email.strip().casefold()
     pledge = db.session.scalar(select(Pledge).where(Pledge.email_key == key))
-    donations = db.session.scalars(
+    # SQL's lower() folds only ASCII on SQLite and never turns "ß" into "ss" as casefold()
+    # does, so the database narrows to the address's domain (stored in lower case) and
+    # Python compares whole addresses: an erasure must not miss a donation.
+    domain = email.strip().rpartition("@")[2].lower()
+    candidates = db.session.scalars(
         select(Donation)
-        .where(func.lower(Donation.donor_email) == key)
+        .where(func.lower(Donation.donor_email).endswith("@" + domain, autoescape=True))
         .order_by(desc(Donation.created_at), desc(Donation.id))
-    ).all()
-    return Person(email=email.strip(), pledge=pledge, donations=list(donations))
+    )
+    donations = [d for d in candidates if (d.donor_email or "").strip().casefold() == key]
+    return Person(email=email.strip(), pledge=pledge, donations=donations)
 
 
 def _iso(value: datetime | None) -> str | None:

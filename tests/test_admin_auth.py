@@ -28,7 +28,11 @@ def admin_urls(app: Flask) -> list[tuple[str, str]]:
     """Every admin route with every method it answers, its arguments filled in."""
     found = []
     for rule in app.url_map.iter_rules():
-        if not rule.endpoint.startswith("admin.") or rule.endpoint == "admin.login":
+        # By path as well as by blueprint: a route under /admin added anywhere is walked.
+        under_admin = rule.rule == "/admin" or rule.rule.startswith("/admin/")
+        if rule.endpoint == "admin.login":
+            continue
+        if not (under_admin or rule.endpoint.startswith("admin.")):
             continue
         args = {
             name: ANY_ARG.get(type(conv).__name__.removesuffix("Converter").lower(), "x")
@@ -47,6 +51,12 @@ def test_the_walk_finds_the_admin_routes(app: Flask) -> None:
     assert ("GET", "/admin/pledges.csv") in urls
     assert ("POST", "/admin/people/erase") in urls
     assert len(urls) >= 10
+
+
+def test_the_walk_includes_admin_paths_from_outside_the_blueprint(make_app) -> None:
+    app = make_app()
+    app.add_url_rule("/admin/elsewhere", "elsewhere", lambda: "x", methods=["GET", "PUT"])
+    assert {("GET", "/admin/elsewhere"), ("PUT", "/admin/elsewhere")} <= set(admin_urls(app))
 
 
 def test_every_admin_route_sends_an_anonymous_visitor_to_sign_in(
@@ -275,6 +285,53 @@ def test_repeated_failures_for_one_account_are_throttled_but_not_for_long(
     # ...but only for the short window: a minute later the real admin gets in.
     time_machine.move_to(_at(1.1), tick=False)
     assert sign_in(admin).status_code == 303
+
+
+def test_a_stranger_cannot_keep_an_admin_out_of_a_browser_they_signed_in_from(
+    make_app, time_machine
+) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="100 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="3 per minute")
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    time_machine.move_to(_at(0), tick=False)
+    admin = app.test_client()
+    assert sign_in(admin).status_code == 303
+    admin.post("/admin/logout", data={"csrf_token": page_token(admin)})
+    # Strangers keep the account's failure count full, from as many addresses as they like.
+    for n in range(3):
+        stranger = app.test_client()
+        stranger.environ_base["REMOTE_ADDR"] = f"203.0.113.{n}"
+        assert sign_in(stranger, password="guessing a password").status_code == 401
+    assert sign_in(app.test_client()).status_code == 429
+    # The admin's own browser, known from an earlier sign-in, is not held by them.
+    assert sign_in(admin).status_code == 303
+    # A known browser still counts against its own client limit, and only for its own account.
+    other = app.test_client()
+    known = admin.get_cookie("admin_device", path="/admin/login")
+    other.set_cookie("admin_device", known.value, domain="localhost", path="/admin/login")
+    assert sign_in(other, email="someone@example.org", password="x" * 12).status_code == 401
+
+
+def test_the_known_browser_cookie_is_signed_and_bound_to_the_account(
+    make_app, time_machine
+) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="100 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="1 per minute")
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+        auth.create_admin("other@renate-europe.net", ADMIN_PASSWORD)
+    time_machine.move_to(_at(0), tick=False)
+    other = app.test_client()
+    assert sign_in(other, email="other@renate-europe.net").status_code == 303
+    cookie = other.get_cookie("admin_device", path="/admin/login")
+    assert cookie is not None and cookie.http_only
+    assert ADMIN_EMAIL not in cookie.value
+    other.post("/admin/logout", data={"csrf_token": page_token(other)})
+    assert sign_in(app.test_client(), password="guessing a password").status_code == 401
+    # Another admin's known-browser cookie, or a forged one, does not lift this account's hold.
+    assert sign_in(other).status_code == 429
+    forged = app.test_client()
+    forged.set_cookie("admin_device", ADMIN_EMAIL, domain="localhost", path="/admin/login")
+    assert sign_in(forged).status_code == 429
 
 
 def test_successful_sign_ins_do_not_count_towards_the_limit(make_app) -> None:

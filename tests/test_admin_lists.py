@@ -158,3 +158,12 @@ def test_dashboard_keeps_test_and_live_apart(
     assert '<span class="stat-number">4</span> <span class="stat-label">in all</span>' in html
     assert "Ukraine" in html
     assert "Olena Kovalenko" in html  # recent activity
+
+
+@pytest.mark.parametrize("page", ["-1", "0", "abc", "1.5", "99999999999999999999", str(2**62)])
+@pytest.mark.parametrize("url", ["/admin/pledges", "/admin/donations", "/admin/audit"])
+def test_any_page_number_answers_without_an_error(
+    admin_client: FlaskClient, some_pledges, url: str, page: str
+) -> None:
+    response = admin_client.get(f"{url}?page={page}")
+    assert response.status_code == 200, (url, page)

@@ -169,3 +169,24 @@ def test_audit_log_page_shows_who_did_what(admin_client: FlaskClient, maria) -> 
     assert "Erased a person" in html
     assert "Signed in" in html
     assert "Rossi" not in html
+
+
+def test_erasure_finds_donations_whatever_the_case_of_a_non_ascii_address(
+    app: Flask, admin_client: FlaskClient, add_pledge, add_donation
+) -> None:
+    # SQL's lower() folds ASCII only (SQLite), and never turns ß into ss as casefold does.
+    email = "ZOË.Straße@example.de"
+    add_pledge("Zoë Straße", email)
+    references = [
+        add_donation(donor_name="Zoë Straße", donor_email=email),
+        add_donation(donor_name="Z. Strasse", donor_email="zoë.strasse@example.de"),
+    ]
+    typed = "zoë.straße@example.de"
+    found = admin_client.get(f"/admin/people?email={typed}").text
+    assert "Z. Strasse" in found
+    assert erase(admin_client, typed, email=typed).status_code == 303
+    with app.app_context():
+        for reference in references:
+            donation = db.session.scalar(select(Donation).where(Donation.reference == reference))
+            assert donation.donor_name is None
+            assert donation.donor_email is None

@@ -44,6 +44,11 @@ def audit_rows(app: Flask) -> list[AuditLog]:
         ("\tTab", "'\tTab"),
         ("\rCR", "'\rCR"),
         ("Maria = Mary", "Maria = Mary"),
+        # Some spreadsheets trim leading spaces on import, so look past them too.
+        ("  =1+1", "'  =1+1"),
+        (" \n@SUM(A1)", "' \n@SUM(A1)"),
+        ("\u00a0-2+3", "'\u00a0-2+3"),
+        (" Maria", " Maria"),
         ("", ""),
     ],
 )

@@ -38,6 +38,8 @@ from ..models import AuditLog, Donation, DonationStatus, Pledge, db, utcnow
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 PER_PAGE = 50
+# Far past any real list; keeps the row offset within what a database integer can hold.
+MAX_PAGE = 1_000_000
 PUBLIC_ENDPOINTS = {"admin.login"}
 # Labels short enough for a table column.
 SHORT_RHYTHM = {"daily": "Every day", "weekly": "Every week", "feb8": "On 8 February"}
@@ -102,9 +104,22 @@ def _failed(response: Response) -> bool:
     return response.status_code != 303
 
 
+def _known_browser() -> bool:
+    """A browser the account's admin signed in from is not held by others' failures."""
+    return auth.is_known_browser(
+        request.cookies.get(auth.KNOWN_BROWSER_COOKIE), request.form.get("email", "")
+    )
+
+
 @bp.route("/login", methods=["GET", "POST"])
 @limiter.limit(_client_limit, key_func=_client_key, methods=["POST"], deduct_when=_failed)
-@limiter.limit(_account_limit, key_func=_account_key, methods=["POST"], deduct_when=_failed)
+@limiter.limit(
+    _account_limit,
+    key_func=_account_key,
+    methods=["POST"],
+    deduct_when=_failed,
+    exempt_when=_known_browser,
+)
 def login() -> BaseResponse | tuple[str, int] | str:
     """Sign an admin in, then send them where they were going."""
     form = LoginForm()
@@ -119,7 +134,19 @@ def login() -> BaseResponse | tuple[str, int] | str:
             auth.start_session(admin)
             records.audit(admin.email, "sign_in")
             current_app.logger.info("admin sign-in: %s", admin.email)
-            return redirect(auth.safe_next(form.next.data) or url_for("admin.dashboard"), code=303)
+            response = redirect(
+                auth.safe_next(form.next.data) or url_for("admin.dashboard"), code=303
+            )
+            response.set_cookie(
+                auth.KNOWN_BROWSER_COOKIE,
+                auth.known_browser_token(admin),
+                max_age=auth.KNOWN_BROWSER_DAYS * 86400,
+                path=url_for("admin.login"),
+                secure=current_app.config["SESSION_COOKIE_SECURE"],
+                httponly=True,
+                samesite="Strict",
+            )
+            return response
         # Name the account only when it exists: a password typed into the email box
         # must never reach the log.
         known = auth.find_admin(form.email.data)
@@ -160,7 +187,8 @@ def dashboard() -> str:
 
 
 def _page() -> int:
-    return max(1, request.args.get("page", 1, type=int) or 1)
+    """The page asked for, clamped to 1..MAX_PAGE; anything not a number is page 1."""
+    return min(MAX_PAGE, max(1, request.args.get("page", 1, type=int) or 1))
 
 
 def _clean(form: Any, names: tuple[str, ...]) -> dict[str, Any]:
