@@ -211,6 +211,14 @@ def csv_lines(header: Sequence[str], rows: Iterable[Iterable[Any]]) -> Iterator[
         yield buffer.getvalue().encode("utf-8")
 
 
+def audited_filters(filters: dict[str, str]) -> dict[str, str]:
+    """The filters as the audit log keeps them: search text may be a person's name or
+    email, which must not outlive that person's erasure, so only its use is recorded."""
+    if "q" in filters:
+        return {**filters, "q": "(search text)"}
+    return filters
+
+
 def stream_csv(export: Export, actor: str, via: str) -> Iterator[bytes]:
     """The export as CSV bytes, a batch at a time; audited once it ends, however it ends."""
     buffer = io.StringIO()
@@ -232,7 +240,7 @@ def stream_csv(export: Export, actor: str, via: str) -> Iterator[bytes]:
     finally:
         if result is not None:
             result.close()
-        details = {"filters": export.filters, "via": via}
+        details = {"filters": audited_filters(export.filters), "via": via}
         if not complete:
             details["complete"] = "no"
         audit(actor, f"export_{export.name}", details, row_count=rows)

@@ -211,9 +211,6 @@ class DonationFilterForm(_ListFilterForm):
 
 
 class PersonSearchForm(FlaskForm):
-    class Meta:
-        csrf = False
-
     email = StringField(
         "Email address",
         filters=[strip],

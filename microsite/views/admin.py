@@ -286,12 +286,15 @@ def audit_log() -> str:
 # --------------------------------------------------------------------------- one person
 
 
-@bp.get("/people")
+@bp.route("/people", methods=["GET", "POST"])
 def people() -> str:
-    """Find everything held about one email address."""
-    form = PersonSearchForm(formdata=request.args if "email" in request.args else None)
+    """Find everything held about one email address.
+
+    A POST, so the address stays out of the URL, the browser's history and access logs.
+    """
+    form = PersonSearchForm()
     person = None
-    if "email" in request.args and form.validate():
+    if form.validate_on_submit():
         person = records.find_person(form.email.data)
         records.audit(g.admin.email, "person_lookup", {"found": "yes" if person.found else "no"})
     download = PersonDownloadForm(email=person.email if person else "")
