@@ -369,7 +369,11 @@ class DonationForm(FlaskForm):
         if self.uses_other_amount:
             value = parse_amount(self.other_amount.data or "", self.chosen_currency)
         else:
-            value = Decimal(self.amount.data or "0")
+            # Only a configured preset: the posted text itself may be anything, "1e999999".
+            presets = {amount_value(p): p for p in self.settings.presets}
+            if self.amount.data not in presets:
+                raise ValueError("not one of the preset amounts")
+            value = presets[self.amount.data]
         return to_minor(value, self.chosen_currency)
 
     def fee_in_minor_units(self) -> int:

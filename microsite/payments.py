@@ -268,9 +268,22 @@ def record_donation(data: DonationInput) -> Donation:
     return donation
 
 
+# Noted on a gift when Stripe answered with a server error, followed by that request's id.
+SERVER_ERROR_NOTE = "Stripe answered a server error to request "
+
+
 def idempotency_key(donation: Donation) -> str:
-    """The same for every attempt at one gift, so a retry can never make a second session."""
-    return f"donation-{donation.reference}-checkout"
+    """The same for every attempt at one gift, so a retry can never make a second session.
+
+    Except after Stripe answered with a server error: Stripe replays that answer for the
+    same key for a day, so the next attempt uses a key named after the failed request. A
+    network failure leaves the key as it was, since the session may have been made.
+    """
+    key = f"donation-{donation.reference}-checkout"
+    note = donation.failure_reason or ""
+    if note.startswith(SERVER_ERROR_NOTE):
+        key += "-" + note.removeprefix(SERVER_ERROR_NOTE)
+    return key
 
 
 def checkout_params(donation: Donation, *, success_url: str, cancel_url: str) -> dict[str, Any]:
@@ -331,6 +344,9 @@ def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> 
             request_id or "none",
         )
         donation.advance(DonationStatus.NOT_STARTED)
+        status = getattr(exc, "http_status", None)
+        if isinstance(status, int) and status >= 500 and _safe_request_id(request_id):
+            donation.failure_reason = SERVER_ERROR_NOTE + request_id
         db.session.commit()
         busy = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
         raise CheckoutUnavailable(503 if busy else 502, donation.reference, request_id) from exc
@@ -338,6 +354,16 @@ def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> 
     donation.advance(DonationStatus.OPEN)
     db.session.commit()
     return url
+
+
+def _safe_request_id(request_id: Any) -> bool:
+    """A request id fit to end an idempotency key: Stripe's are like req_Ab12Cd34."""
+    return (
+        isinstance(request_id, str)
+        and 0 < len(request_id) <= 100
+        and request_id.isascii()
+        and request_id.replace("_", "").isalnum()
+    )
 
 
 def donation_by_reference(reference: str) -> Donation | None:
@@ -382,7 +408,10 @@ def verify_event(payload: bytes, header: str | None) -> dict[str, Any]:
     except ValueError as exc:  # a body that is not UTF-8
         raise BadWebhook("body is not text") from exc
     # Stripe's check only looks at age; a signature dated in the future is refused too.
+    # Every t= element must be a plain timestamp: one that is not would fail int() below.
     stamps = [part[2:] for part in (header or "").split(",") if part.startswith("t=")]
+    if not all(stamp.isascii() and stamp.isdigit() and len(stamp) <= 12 for stamp in stamps):
+        raise BadWebhook("signature: unreadable timestamp")
     if any(int(stamp) > time.time() + SIGNATURE_TOLERANCE for stamp in stamps):
         raise BadWebhook("signature: timestamp in the future")
     try:

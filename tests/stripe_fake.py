@@ -85,16 +85,21 @@ class FakeStripe(stripe.HTTPClient):
         with self._lock:
             self.requests.append(wire)
             request_id = f"req_fake_{next(self._ids)}"
+            key = wire.headers.get("Idempotency-Key")
+            if key and key in self._answers:
+                return self._answers[key]
             if self.failures:
                 failure = self.failures.pop(0)
                 if isinstance(failure, Exception):
                     raise failure
                 status, error = failure
                 answer = json.dumps({"error": error})
-                return answer, status, {"request-id": request_id, "stripe-should-retry": "false"}
-            key = wire.headers.get("Idempotency-Key")
-            if key and key in self._answers:
-                return self._answers[key]
+                headers = {"request-id": request_id, "stripe-should-retry": "false"}
+                failed = (answer, status, headers)
+                if status >= 500 and key:
+                    # Stripe keeps a 500 under its idempotency key and replays it for 24 hours.
+                    self._answers[key] = failed
+                return failed
             answer = (json.dumps(self._answer(wire)), 200, {"request-id": request_id})
             if key:
                 self._answers[key] = answer

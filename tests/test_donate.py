@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from typing import Any
 
 import pytest
@@ -251,6 +252,19 @@ def test_bad_input_comes_back_with_values_and_a_message(
     assert fake_stripe.requests == []
 
 
+@pytest.mark.parametrize("amount", ["1e999990", "NaN", "-Infinity", "25.000", "1E+3"])
+def test_a_forged_preset_is_refused_quickly(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe, amount: str
+) -> None:
+    started = time.monotonic()
+    response = post_form(stripe_client, "/donate", {**ONE_TIME, "amount": amount})
+    assert time.monotonic() - started < 2
+    assert response.status_code == 422
+    assert "Choose one of the amounts" in response.text
+    assert count(stripe_app) == 0
+    assert fake_stripe.requests == []
+
+
 def test_honeypot_goes_nowhere_and_stores_nothing(
     stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
 ) -> None:
@@ -320,9 +334,10 @@ def test_stripe_request_id_is_in_the_log(
 def test_retry_uses_the_same_idempotency_key_and_makes_one_session(
     stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
 ) -> None:
-    fake_stripe.fail_next(500)
+    # The network failed: Stripe may have made the session, so the same key finds it again.
+    fake_stripe.drop_next()
     failed = post_form(stripe_client, "/donate", ONE_TIME)
-    assert failed.status_code == 502
+    assert failed.status_code == 503
     [donation] = donations(stripe_app)
     retry_url = f"/donate/retry/{donation.reference}"
     assert f'action="{retry_url}"' in failed.text
@@ -335,6 +350,34 @@ def test_retry_uses_the_same_idempotency_key_and_makes_one_session(
     keys = {r.headers["Idempotency-Key"] for r in fake_stripe.requests}
     assert keys == {f"donation-{donation.reference}-checkout"}
     assert len({r.body for r in fake_stripe.requests}) == 1
+    [donation] = donations(stripe_app)
+    assert donation.status == DonationStatus.OPEN
+    assert first.headers["Location"].endswith(donation.stripe_session_id)
+
+
+def test_retry_after_a_stripe_server_error_is_not_answered_with_the_same_error(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # Stripe replays a 500 for the same idempotency key for a day; the retry needs a new one.
+    fake_stripe.fail_next(500)
+    failed = post_form(stripe_client, "/donate", ONE_TIME)
+    assert failed.status_code == 502
+    [donation] = donations(stripe_app)
+    retry_url = f"/donate/retry/{donation.reference}"
+    token = csrf_token(failed.text)
+
+    fake_stripe.drop_next()  # and then the network fails: that key must be kept
+    assert stripe_client.post(retry_url, data={"csrf_token": token}).status_code == 503
+    first = stripe_client.post(retry_url, data={"csrf_token": token})
+    again = stripe_client.post(retry_url, data={"csrf_token": token})
+    assert first.status_code == again.status_code == 303
+    assert first.headers["Location"] == again.headers["Location"]
+    keys = [r.headers["Idempotency-Key"] for r in fake_stripe.requests]
+    assert keys[0] == f"donation-{donation.reference}-checkout"
+    assert keys[1] == keys[2] == keys[3] != keys[0]
+    assert keys[1].startswith(f"donation-{donation.reference}-checkout-")
+    assert len({r.body for r in fake_stripe.requests}) == 1
+    assert len(fake_stripe.sessions_created) == 4
     [donation] = donations(stripe_app)
     assert donation.status == DonationStatus.OPEN
     assert first.headers["Location"].endswith(donation.stripe_session_id)

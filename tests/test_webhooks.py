@@ -158,6 +158,16 @@ def test_signed_completion_marks_the_gift_paid(
     assert events(stripe_app) == {event["id"]: "paid"}
 
 
+def _extra_timestamp(stamp: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A genuine signature followed by one more, unreadable, t= element."""
+
+    def attack(event: dict[str, Any]) -> dict[str, Any]:
+        payload = json.dumps(event).encode()
+        return {"event": payload, "signature": sign(payload) + f",t={stamp}"}
+
+    return attack
+
+
 def _tampered(event: dict[str, Any]) -> dict[str, Any]:
     payload = json.dumps(event).encode()
     return {"event": payload.replace(b"2500", b"9900"), "signature": sign(payload)}
@@ -173,6 +183,8 @@ def _tampered(event: dict[str, Any]) -> dict[str, Any]:
         pytest.param(_tampered, id="tampered"),
         pytest.param(lambda ev: {"event": ev, "timestamp": int(time.time()) - 600}, id="stale"),
         pytest.param(lambda ev: {"event": ev, "timestamp": int(time.time()) + 3600}, id="future"),
+        pytest.param(_extra_timestamp("soon"), id="genuine-plus-unreadable-timestamp"),
+        pytest.param(_extra_timestamp("9" * 5000), id="genuine-plus-huge-timestamp"),
     ],
 )
 def test_unsigned_or_badly_signed_events_change_nothing(
