@@ -52,8 +52,18 @@ def _day_start(day: date) -> datetime:
 # --------------------------------------------------------------------------- filters
 
 
+class _Filters:
+    def active(self) -> dict[str, str]:
+        """The filters in use, as text: for links, the audit log and file names."""
+        return {
+            k: v.isoformat() if isinstance(v, date) else v
+            for k, v in asdict(self).items()  # type: ignore[call-overload]
+            if v
+        }
+
+
 @dataclass(frozen=True)
-class PledgeFilters:
+class PledgeFilters(_Filters):
     """What the pledge list is narrowed to. Dates are whole UTC days, both included."""
 
     q: str = ""
@@ -63,15 +73,9 @@ class PledgeFilters:
     rhythm: str = ""
     public: str = ""  # "", "yes" or "no"
 
-    def active(self) -> dict[str, str]:
-        """The filters in use, as text: for links, the audit log and file names."""
-        return {
-            k: v.isoformat() if isinstance(v, date) else v for k, v in asdict(self).items() if v
-        }
-
 
 @dataclass(frozen=True)
-class DonationFilters:
+class DonationFilters(_Filters):
     """What the donation list is narrowed to. Dates are whole UTC days, both included."""
 
     q: str = ""
@@ -81,12 +85,6 @@ class DonationFilters:
     frequency: str = ""
     currency: str = ""
     mode: str = ""  # "", "live" or "test"
-
-    def active(self) -> dict[str, str]:
-        """The filters in use, as text: for links, the audit log and file names."""
-        return {
-            k: v.isoformat() if isinstance(v, date) else v for k, v in asdict(self).items() if v
-        }
 
 
 def _dates(query: Select[Any], column: Any, since: date | None, until: date | None) -> Select[Any]:

@@ -50,10 +50,20 @@ def viewport(request: pytest.FixtureRequest) -> dict[str, int]:
     return request.param
 
 
-@pytest.fixture
-def page(browser: Any, viewport: dict[str, int]) -> Iterator[Any]:
-    context = browser.new_context(viewport=viewport, java_script_enabled=True)
+def _open_page(browser: Any, viewport: dict[str, int], *, javascript: bool) -> Iterator[Any]:
+    context = browser.new_context(viewport=viewport, java_script_enabled=javascript)
     page = context.new_page()
     page.set_default_timeout(10_000)
     yield page
     context.close()
+
+
+@pytest.fixture
+def page(browser: Any, viewport: dict[str, int]) -> Iterator[Any]:
+    yield from _open_page(browser, viewport, javascript=True)
+
+
+@pytest.fixture
+def no_script_page(browser: Any, viewport: dict[str, int]) -> Iterator[Any]:
+    """A page in a browser with JavaScript switched off: the plain-HTML path."""
+    yield from _open_page(browser, viewport, javascript=False)

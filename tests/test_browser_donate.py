@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -72,15 +71,6 @@ def test_pick_an_amount_and_arrive_at_checkout(
 def wire_session(app: Flask) -> str:
     with app.app_context():
         return db.session.scalars(db.select(Donation.stripe_session_id)).one()
-
-
-@pytest.fixture
-def no_script_page(browser: Any, viewport: dict[str, int]) -> Iterator[Any]:
-    context = browser.new_context(viewport=viewport, java_script_enabled=False)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
 
 
 def test_without_javascript_the_gift_still_reaches_checkout_and_comes_back(
