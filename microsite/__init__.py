@@ -153,7 +153,10 @@ def register_error_handlers(app: Flask) -> None:
         code = error.code or 500
         if code < 400:
             return error
-        return render_error(code)
+        body, status = render_error(code)
+        # Keep what the exception says about itself, such as a 405's Allow header.
+        headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]
+        return body, status, headers
 
 
 def register_template_helpers(app: Flask) -> None:

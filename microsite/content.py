@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ from typing import Any
 import frontmatter
 import nh3
 from markdown_it import MarkdownIt
+
+logger = logging.getLogger(__name__)
 
 # Bump when rendering or the allow-list changes, so nothing rendered before is reused.
 RENDERER_VERSION = 1
@@ -92,13 +95,27 @@ class ContentLibrary:
 
     def refresh(self) -> None:
         with self._lock:
-            files = {p: p.stat().st_mtime for p in sorted(self.folder.glob("*.md"))}
+            files: dict[Path, float] = {}
+            for path in sorted(self.folder.glob("*.md")):
+                try:
+                    files[path] = path.stat().st_mtime
+                except FileNotFoundError:
+                    continue  # removed while we looked
             if files == self._stamps:
                 return
-            by_path = {
-                p: (self._by_path[p] if self._stamps.get(p) == m else load_article(p))
-                for p, m in files.items()
-            }
+            by_path: dict[Path, Article] = {}
+            for path, mtime in files.items():
+                if self._stamps.get(path) == mtime and path in self._by_path:
+                    by_path[path] = self._by_path[path]
+                    continue
+                try:
+                    by_path[path] = load_article(path)
+                except Exception:
+                    # One bad file must not take every page down: keep its last good
+                    # version, if any, and tell the operator.
+                    logger.exception("content: cannot render %s; fix or remove it", path)
+                    if path in self._by_path:
+                        by_path[path] = self._by_path[path]
             self._by_path = by_path
             self._by_slug = {a.slug: a for a in by_path.values()}
             self._stamps = files

@@ -76,7 +76,8 @@ class PledgeForm(FlaskForm):
             DataRequired("Tell us your name, so we know who is praying."),
             Length(max=100, message="Your name can be at most 100 characters."),
         ],
-        render_kw={"autocomplete": "name", "maxlength": 100},
+        # dir=auto: a name typed in Arabic or Hebrew reads right to left as it is typed.
+        render_kw={"autocomplete": "name", "maxlength": 100, "dir": "auto"},
     )
     email = EmailField(
         "Email address",
@@ -103,7 +104,7 @@ class PledgeForm(FlaskForm):
         "A prayer intention (optional)",
         filters=[strip],
         validators=[Length(max=500, message="Your intention can be at most 500 characters.")],
-        render_kw={"maxlength": 500, "rows": 3},
+        render_kw={"maxlength": 500, "rows": 3, "dir": "auto"},
     )
     show_publicly = BooleanField("Show my first name and country among those praying")
     consent = BooleanField(

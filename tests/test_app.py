@@ -99,3 +99,45 @@ def test_app_py_only_creates_the_app() -> None:
     source = (Path(__file__).parent.parent / "app.py").read_text()
     assert "app = create_app()" in source
     assert create_app  # the factory is importable without side effects
+
+
+def test_405_says_which_methods_are_allowed(client: FlaskClient) -> None:
+    response = client.delete("/pledge")
+    assert response.status_code == 405
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_an_empty_key_file_is_never_used_as_the_secret_key(tmp_path: Path, monkeypatch) -> None:
+    # What a second worker could read while the first was still writing the key.
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    (tmp_path / "secret_key").write_text("")
+    with pytest.raises(RuntimeError, match="secret_key"):
+        load(tmp_path, None)
+
+
+def test_workers_starting_together_share_one_complete_key(tmp_path: Path, monkeypatch) -> None:
+    import threading
+
+    from microsite import config
+
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    real_token_hex = config.secrets.token_hex
+    barrier = threading.Barrier(8)
+    keys: list[str] = []
+
+    def token_hex(n: int) -> str:
+        barrier.wait(timeout=5)  # every worker finds no key, then all make one at once
+        return real_token_hex(n)
+
+    monkeypatch.setattr(config.secrets, "token_hex", token_hex)
+    threads = [
+        threading.Thread(target=lambda: keys.append(config._instance_secret_key(tmp_path)))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(keys) == 8
+    assert len(set(keys)) == 1 and len(keys[0]) == 64
+    assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]

@@ -167,3 +167,15 @@ def test_rendering_keeps_ordinary_markup() -> None:
     assert "<h2>Heading</h2>" in html
     assert "<em>em</em>" in html
     assert '<a href="https://renate-europe.net" rel="noopener noreferrer">link</a>' in html
+
+
+def test_print_stylesheet_hides_the_jump_links_to_the_forms() -> None:
+    css = (ROOT / "site" / "static" / "print.css").read_text()
+    assert ".jump-links" in css.split("display: none")[0]
+
+
+def test_a_broken_content_file_does_not_take_the_site_down(make_app, content_dir: Path) -> None:
+    (content_dir / "broken.md").write_text("---\ntitle: [unclosed\n---\n\nText.\n")
+    client = make_app(CONTENT_DIR=str(content_dir)).test_client()
+    assert client.get("/").status_code == 200
+    assert client.get("/articles/broken").status_code == 404

@@ -65,3 +65,23 @@ def test_page_fits_the_viewport(page, live_server) -> None:
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0
+
+
+def _luminance(rgb: str) -> float:
+    channels = [int(c) / 255 for c in re.findall(r"\d+", rgb)[:3]]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def test_focus_rings_stand_out_on_the_dark_header(page, live_server) -> None:
+    page.goto(live_server.url + "/")
+    header = page.evaluate(
+        "getComputedStyle(document.querySelector('.site-header')).backgroundColor"
+    )
+    for selector in (".site-header .brand", ".nav a.nav-donate", ".nav li:last-child a"):
+        page.focus(selector)
+        page.keyboard.press("Shift+Tab")
+        page.keyboard.press("Tab")  # focus by keyboard, so :focus-visible applies
+        ring = page.evaluate("getComputedStyle(document.activeElement).outlineColor")
+        light, dark = sorted((_luminance(ring), _luminance(header)), reverse=True)
+        assert (light + 0.05) / (dark + 0.05) >= 3, (selector, ring)

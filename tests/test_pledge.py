@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 from flask import Flask
@@ -228,7 +229,55 @@ def test_only_those_who_opted_in_are_named_by_first_name(client: FlaskClient) ->
     )
     post_form(client, "/pledge", {**VALID, "name": "Hidden Person", "email": "h@example.org"})
     home = client.get("/").text
-    assert '<span class="recent-name">Łukasz (Poland)</span>' in home
+    assert '<span class="recent-name"><bdi>Łukasz</bdi> (Poland)</span>' in home
     assert "Nowak" not in home
     assert "Hidden" not in home
     assert "maria@example.org" not in home
+
+
+def test_right_to_left_names_are_isolated_from_the_text_around_them(client: FlaskClient) -> None:
+    post_form(
+        client, "/pledge", {**VALID, "name": "محمد علي", "country": "EG", "show_publicly": "y"}
+    )
+    home = client.get("/").text
+    # Without isolation, an Arabic name would pull " (Egypt)" and the comma into its
+    # right-to-left run and show them in the wrong order.
+    assert "<bdi>محمد</bdi> (Egypt)" in home
+
+
+def test_the_honeypot_is_hidden_and_left_alone_by_password_managers(client: FlaskClient) -> None:
+    html = client.get("/pledge").text
+    trap = re.search(r'<div class="hp" aria-hidden="true">(.*?)</div>', html, re.S)
+    assert trap, "the honeypot is not hidden from screen readers"
+    field = re.search(r"<input[^>]*>", trap.group(1)).group(0)
+    assert 'tabindex="-1"' in field
+    assert 'autocomplete="off"' in field
+    ignored_by = [
+        "data-1p-ignore",
+        'data-lpignore="true"',
+        "data-bwignore",
+        'data-form-type="other"',
+    ]
+    for marker in ignored_by:
+        assert marker in field
+
+
+def test_error_summary_keeps_heading_order_and_links_land_on_fields(client: FlaskClient) -> None:
+    html = post_form(client, "/pledge", {"name": "", "email": "bad"}).text
+    levels = [int(n) for n in re.findall(r"<h([1-6])\b", html)]
+    assert levels[0] == 1
+    assert all(b <= a + 1 for a, b in pairwise(levels)), levels
+    targets = re.findall(r'class="error-summary".*?</div>', html, re.S)[0]
+    for target in re.findall(r'href="#([^"]+)"', targets):
+        # Each link lands on a control that can take focus, not on a box around it.
+        assert re.search(rf'<(input|select|textarea)\b[^>]*\bid="{target}"', html), target
+
+
+def test_a_fields_error_is_linked_to_it_and_marks_it_invalid(client: FlaskClient) -> None:
+    html = post_form(client, "/pledge", {**VALID, "email": "bad", "consent": ""}).text
+    email = re.search(r'<input[^>]*id="email"[^>]*>', html).group(0)
+    assert 'aria-invalid="true"' in email
+    assert 'aria-describedby="email-hint email-error"' in email
+    assert 'id="email-error"' in html
+    consent = re.search(r'<input[^>]*id="consent"[^>]*>', html).group(0)
+    assert 'aria-invalid="true"' in consent and 'aria-describedby="consent-error"' in consent
