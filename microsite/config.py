@@ -54,11 +54,16 @@ DEFAULTS: dict[str, Any] = {
 _TRUE = {"1", "true", "yes", "on"}
 
 
-def _coerce(default: Any, raw: str) -> Any:
+def _coerce(name: str, default: Any, raw: str) -> Any:
+    if isinstance(default, bool | int) and not raw.strip():
+        return default  # "NAME=" left blank in .env: keep the default
     if isinstance(default, bool):
         return raw.strip().lower() in _TRUE
     if isinstance(default, int):
-        return int(raw)
+        try:
+            return int(raw)
+        except ValueError:
+            raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
     return raw
 
 
@@ -98,7 +103,7 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
     if test_config is None:
         for name, default in DEFAULTS.items():
             if name in os.environ:
-                config[name] = _coerce(default, os.environ[name])
+                config[name] = _coerce(name, default, os.environ[name])
     else:
         config.update(test_config)
 

@@ -141,3 +141,20 @@ def test_workers_starting_together_share_one_complete_key(tmp_path: Path, monkey
     assert len(keys) == 8
     assert len(set(keys)) == 1 and len(keys[0]) == 64
     assert [p.name for p in tmp_path.iterdir()] == ["secret_key"]
+
+
+def test_a_blank_setting_in_the_environment_keeps_its_default(tmp_path: Path, monkeypatch) -> None:
+    # A .env copied from the example with "TRUSTED_PROXIES=" left blank must still start.
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.setenv("TRUSTED_PROXIES", "")
+    monkeypatch.setenv("ADMIN_IDLE_MINUTES", " ")
+    config = load(tmp_path, None)
+    assert config["TRUSTED_PROXIES"] == 0
+    assert config["ADMIN_IDLE_MINUTES"] == 30
+
+
+def test_a_malformed_number_names_the_setting(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.setenv("TRUSTED_PROXIES", "one")
+    with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
+        load(tmp_path, None)
