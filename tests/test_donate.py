@@ -468,8 +468,8 @@ def test_cancelled_brings_back_the_form_with_their_choices(
     assert '<option selected value="GBP">GBP</option>' in html
     assert re.search(r'<input checked id="amount-4"[^>]*value="other"', html)
     assert 'value="30.50"' in html
-    assert re.search(r'<input checked id="cover_fee"', html)
-    assert re.search(r'<input checked id="anonymous"', html)
+    assert re.search(r'<input[^>]* checked[^>]* id="cover_fee"', html)
+    assert re.search(r'<input[^>]* checked[^>]* id="anonymous"', html)
     assert '<option selected value="memory">' in html
     assert 'value="Anna Novak"' in html and 'value="Jan"' in html
     assert "For the shelter in Tirana</textarea>" in html
@@ -525,3 +525,10 @@ def test_a_real_test_mode_session_can_be_created(make_app) -> None:
     assert donation.stripe_session_id.startswith("cs_test_")
     assert donation.status == DonationStatus.OPEN
     assert donation.livemode is False
+
+
+def test_a_checkbox_hint_is_read_with_its_checkbox(client: FlaskClient) -> None:
+    html = client.get("/donate").text
+    box = re.search(r'<input[^>]*id="anonymous"[^>]*>', html).group(0)
+    assert 'aria-describedby="anonymous-hint"' in box
+    assert 'id="anonymous-hint"' in html
