@@ -350,7 +350,8 @@ def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> 
         db.session.commit()
         busy = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
         raise CheckoutUnavailable(503 if busy else 502, donation.reference, request_id) from exc
-    donation.stripe_session_id = donation.stripe_session_id or session_id
+    # A retry a day later (Stripe has forgotten the key) makes a new session: follow it.
+    donation.stripe_session_id = session_id
     donation.advance(DonationStatus.OPEN)
     db.session.commit()
     return url

@@ -67,6 +67,10 @@ class FakeStripe(stripe.HTTPClient):
         """Make the next request answer with a Stripe error of this HTTP status."""
         self.failures.append((status, error or {"type": "api_error", "message": "Boom"}))
 
+    def forget_keys(self) -> None:
+        """A day has passed: Stripe no longer remembers earlier idempotency keys."""
+        self._answers.clear()
+
     def drop_next(self) -> None:
         """Make the next request fail as if the network were down."""
         self.failures.append(stripe.APIConnectionError("Network is unreachable"))

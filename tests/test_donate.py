@@ -383,6 +383,24 @@ def test_retry_after_a_stripe_server_error_is_not_answered_with_the_same_error(
     assert first.headers["Location"].endswith(donation.stripe_session_id)
 
 
+def test_a_retry_a_day_later_follows_the_new_session(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    started = post_form(stripe_client, "/donate", ONE_TIME)
+    assert started.status_code == 303
+    [donation] = donations(stripe_app)
+    first_session = donation.stripe_session_id
+    fake_stripe.forget_keys()
+    token = csrf_token(stripe_client.get("/donate").text)
+    again = stripe_client.post(f"/donate/retry/{donation.reference}", data={"csrf_token": token})
+    assert again.status_code == 303
+    [donation] = donations(stripe_app)
+    assert donation.stripe_session_id != first_session
+    assert again.headers["Location"].endswith(donation.stripe_session_id)
+    thanks = stripe_client.get(f"/donate/thanks?session_id={donation.stripe_session_id}")
+    assert thanks.status_code == 200
+
+
 def test_retry_needs_the_csrf_token(stripe_app: Flask, stripe_client: FlaskClient) -> None:
     assert stripe_client.post("/donate/retry/" + "a" * 32).status_code == 400
 
