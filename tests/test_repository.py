@@ -32,3 +32,10 @@ def test_top_level_is_the_design_cards() -> None:
     expected = {"pyproject.toml", "app.py", "site", "templates", "migrations", "tests"}
     assert expected <= tracked
     assert (ROOT / ".env.example").exists()
+
+
+def test_every_setting_is_documented_in_the_readme() -> None:
+    from microsite.config import DEFAULTS
+
+    readme = (ROOT / "README.md").read_text()
+    assert [name for name in DEFAULTS if f"`{name}`" not in readme] == []
