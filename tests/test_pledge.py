@@ -281,3 +281,29 @@ def test_a_fields_error_is_linked_to_it_and_marks_it_invalid(client: FlaskClient
     assert 'id="email-error"' in html
     consent = re.search(r'<input[^>]*id="consent"[^>]*>', html).group(0)
     assert 'aria-invalid="true"' in consent and 'aria-describedby="consent-error"' in consent
+
+
+def test_the_same_address_pledging_twice_at_once_is_stored_once(app: Flask) -> None:
+    import threading
+
+    clients = [app.test_client() for _ in range(4)]
+    tokens = [csrf_token(c.get("/pledge").text) for c in clients]
+    barrier = threading.Barrier(len(clients))
+    statuses: list[int] = []
+
+    def pledge(client: FlaskClient, token: str, n: int) -> None:
+        barrier.wait()
+        email = "Same@Example.org" if n % 2 else "same@example.ORG"
+        response = client.post("/pledge", data={**VALID, "email": email, "csrf_token": token})
+        statuses.append(response.status_code)
+
+    threads = [
+        threading.Thread(target=pledge, args=(c, t, n))
+        for n, (c, t) in enumerate(zip(clients, tokens, strict=True))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert statuses == [303] * len(clients)
+    assert count(app) == 1
