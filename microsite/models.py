@@ -220,6 +220,21 @@ class DonationPayment(db.Model):
     donation: Mapped[Donation] = relationship(back_populates="payments")
 
 
+class ChargeRefund(db.Model):
+    """How much of one Stripe charge has been refunded, as the latest event says.
+
+    Stripe reports a charge's refunds as a running total; keeping it per charge lets a gift's
+    refunded amount be their sum, whatever order or number of refund events arrive in.
+    """
+
+    __tablename__ = "charge_refund"
+
+    charge_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    donation_id: Mapped[int] = mapped_column(ForeignKey("donation.id"), index=True)
+    amount_refunded: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
 class WebhookEvent(db.Model):
     """A Stripe event applied once; its id is the primary key, so a repeat cannot apply."""
 

@@ -12,10 +12,11 @@ from typing import Any
 
 import stripe
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .models import (
+    ChargeRefund,
     Donation,
     DonationPayment,
     DonationStatus,
@@ -615,24 +616,47 @@ def on_charge_refunded(charge: dict[str, Any], event: dict[str, Any]) -> str:
         _metadata_reference(charge.get("metadata")),
         payment_intent=_id(charge.get("payment_intent")),
         invoice=_id(charge.get("invoice")),
-    )
+    ) or _monthly_gift_of_customer(_id(charge.get("customer")))
+    charge_id, refunded = _id(charge.get("id")), charge.get("amount_refunded")
     if donation is None:
         return "unmatched"
-    refunded = charge.get("amount_refunded")
-    if not isinstance(refunded, int):
+    if charge_id is None or not isinstance(refunded, int):
         return "ignored"
-    if donation.frequency == Frequency.MONTHLY:
-        # One month's charge among several: add what this event refunded on it.
-        previous = event["data"].get("previous_attributes") or {}
-        before = previous.get("amount_refunded", 0)
-        donation.amount_refunded += max(0, refunded - (before if isinstance(before, int) else 0))
-        return "refunded in part"
-    # amount_refunded on the charge is cumulative, so events in any order end the same.
-    donation.amount_refunded = max(donation.amount_refunded, refunded)
-    if charge.get("refunded") is True:
+    # The charge's amount_refunded is its running total: keep the largest seen per charge,
+    # and the gift's refunded amount is their sum, in whatever order the events arrive.
+    record = db.session.get(ChargeRefund, charge_id)
+    if record is None:
+        record = ChargeRefund(
+            charge_id=charge_id, donation_id=donation.id, amount_refunded=refunded
+        )
+        db.session.add(record)
+    else:
+        record.amount_refunded = max(record.amount_refunded, refunded)
+    db.session.flush()
+    donation.amount_refunded = db.session.scalar(
+        select(func.sum(ChargeRefund.amount_refunded)).where(
+            ChargeRefund.donation_id == donation.id
+        )
+    )
+    if donation.frequency == Frequency.ONE_TIME and charge.get("refunded") is True:
         donation.advance(DonationStatus.REFUNDED)
         return "refunded"
+    # A monthly gift goes on when one month is refunded.
     return "refunded in part"
+
+
+def _monthly_gift_of_customer(customer: str | None) -> Donation | None:
+    """A monthly gift by its Stripe customer: newer API versions put neither invoice nor
+    our metadata on a subscription's charges, and Checkout makes a customer per gift."""
+    if not customer:
+        return None
+    return db.session.scalar(
+        select(Donation)
+        .where(Donation.stripe_customer == customer, Donation.frequency == Frequency.MONTHLY)
+        .order_by(Donation.id.desc())
+        .limit(1)
+        .with_for_update()
+    )
 
 
 def _invoice_subscription(invoice: dict[str, Any]) -> tuple[str | None, Any]:

@@ -522,3 +522,32 @@ def test_the_thank_you_page_never_marks_anything_paid(
     assert donation(stripe_app).status == DonationStatus.OPEN
     with stripe_app.app_context():
         assert db.session.scalar(select(func.count(WebhookEvent.id))) == 0
+
+
+def test_two_partial_refunds_of_a_month_add_up_whatever_the_order(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    # Newer API versions put no invoice on a charge, and refund events carry no
+    # previous_attributes: the charge's running total is all there is to go on.
+    send_event(make_event("checkout.session.completed", monthly_session(*monthly)))
+    month = {"amount": 1000, "payment_intent": "pi_month", "customer": "cus_test_one"}
+    later = make_event("charge.refunded", charge(700, False, id="ch_month", **month))
+    earlier = make_event("charge.refunded", charge(300, False, id="ch_month", **month))
+    assert send_event(later).json == {"received": "refunded in part"}
+    send_event(earlier)
+    assert donation(stripe_app).amount_refunded == 700
+    other_month = charge(1000, True, id="ch_other_month", **{**month, "payment_intent": "pi_2"})
+    send_event(make_event("charge.refunded", other_month))
+    gift = donation(stripe_app)
+    assert gift.amount_refunded == 1700
+    assert gift.status == DonationStatus.PAID  # the monthly gift itself goes on
+
+
+def test_a_partial_refund_repeated_in_a_new_event_is_not_counted_twice(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    send_event(make_event("checkout.session.completed", session_object(*one_time)))
+    send_event(make_event("charge.refunded", charge(1000, False)))
+    send_event(make_event("charge.refunded", charge(1000, False)))  # another event id
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_refunded) == (DonationStatus.PAID, 1000)
