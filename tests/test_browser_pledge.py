@@ -52,19 +52,37 @@ def test_missing_consent_is_explained_beside_the_field(page, live_server) -> Non
 def test_focus_is_visible(page, live_server) -> None:
     page.goto(live_server.url + "/")
     page.focus("#email")
-    outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     page.keyboard.press("Tab")
     page.keyboard.press("Shift+Tab")
     outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
     assert outline != "none"
 
 
-def test_page_fits_the_viewport(page, live_server) -> None:
-    page.goto(live_server.url + "/")
+@pytest.mark.parametrize("path", ["/", "/pledge", "/pledge/thanks", "/donate", "/nowhere"])
+def test_page_fits_the_viewport(page, live_server, path: str) -> None:
+    page.goto(live_server.url + path)
     overflow = page.evaluate(
         "document.documentElement.scrollWidth - document.documentElement.clientWidth"
     )
     assert overflow <= 0
+
+
+def test_every_request_stays_on_the_site(page, live_server) -> None:
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(live_server.url + "/")
+    page.wait_for_load_state("networkidle")
+    assert any(url.endswith("/static/site.css") for url in requested)
+    assert [url for url in requested if not url.startswith(live_server.url)] == []
+
+
+def test_printing_shows_the_article_without_the_forms(page, live_server) -> None:
+    page.goto(live_server.url + "/")
+    page.emulate_media(media="print")
+    assert page.is_visible("#article-title")
+    assert page.is_hidden(".pledge-form")
+    assert page.is_hidden("#donate")
+    assert page.is_hidden(".site-header nav")
 
 
 def _luminance(rgb: str) -> float:
