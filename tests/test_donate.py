@@ -495,6 +495,27 @@ def test_cancelled_brings_back_the_form_with_their_choices(
     assert donations(stripe_app)[0].status == DonationStatus.OPEN  # a webhook decides
 
 
+def test_cancelled_shows_personal_details_only_to_the_browser_that_gave_them(
+    stripe_app: Flask, stripe_client: FlaskClient
+) -> None:
+    data = {
+        **ONE_TIME,
+        "amount": "50",
+        "donor_name": "Jan Novák",
+        "donor_email": "jan@example.org",
+        "message": "For the shelter in Tirana",
+        "dedication_kind": "honour",
+        "dedication_name": "Zofia Kowalczyk",
+    }
+    post_form(stripe_client, "/donate", data)
+    [donation] = donations(stripe_app)
+    stranger = stripe_app.test_client().get(f"/donate/cancelled?ref={donation.reference}")
+    assert stranger.status_code == 200
+    assert re.search(r'<input checked id="amount-2"[^>]*value="50"', stranger.text)
+    for personal in ("Jan Novák", "jan@example.org", "Tirana", "Zofia Kowalczyk"):
+        assert personal not in stranger.text
+
+
 def test_cancelled_keeps_a_preset_choice(stripe_app: Flask, stripe_client: FlaskClient) -> None:
     post_form(stripe_client, "/donate", {**ONE_TIME, "amount": "50"})
     [donation] = donations(stripe_app)

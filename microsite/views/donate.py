@@ -11,6 +11,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    session,
     url_for,
 )
 from werkzeug.wrappers import Response
@@ -35,6 +36,9 @@ from ..payments import (
 )
 
 bp = Blueprint("donate", __name__, url_prefix="/donate")
+
+# The session key listing the gifts this browser started.
+OWN_GIFTS = "own_gifts"
 
 # A gift Stripe may still be asked about; later states have their answer already.
 RETRYABLE = (DonationStatus.PENDING, DonationStatus.NOT_STARTED, DonationStatus.OPEN)
@@ -130,6 +134,8 @@ def donate() -> Response | tuple[str, int]:
             message=form.message.data or None,
         )
     )
+    # This browser may see the gift's personal details again if the donor comes back.
+    session[OWN_GIFTS] = [donation.reference, *session.get(OWN_GIFTS, [])][:5]
     return _go_to_checkout(donation)
 
 
@@ -148,26 +154,31 @@ def retry(reference: str) -> Response | tuple[str, int]:
 
 
 def _form_for(donation: Donation) -> DonationForm:
-    """The form filled in with a stored gift's choices, for a donor who comes back."""
+    """The form filled in with a stored gift's choices, for a donor who comes back.
+
+    Names, email, message and dedication only for the browser that gave them: the
+    reference travels in URLs, and a URL is easily shared.
+    """
     major = to_major(donation.amount, donation.currency)
     amount = amount_value(major)
     preset = amount in {amount_value(p) for p in donation_settings().presets}
-    return DonationForm(
-        formdata=None,
-        data={
-            "frequency": donation.frequency,
-            "currency": donation.currency,
-            "amount": amount if preset else OTHER_AMOUNT,
-            "other_amount": "" if preset else str(major),
-            "cover_fee": donation.fee_covered > 0,
+    data: dict[str, object] = {
+        "frequency": donation.frequency,
+        "currency": donation.currency,
+        "amount": amount if preset else OTHER_AMOUNT,
+        "other_amount": "" if preset else str(major),
+        "cover_fee": donation.fee_covered > 0,
+        "anonymous": donation.anonymous,
+    }
+    if donation.reference in session.get(OWN_GIFTS, []):
+        data |= {
             "dedication_kind": donation.dedication_kind or "",
             "dedication_name": donation.dedication_name or "",
-            "anonymous": donation.anonymous,
             "donor_name": donation.donor_name or "",
             "donor_email": donation.donor_email or "",
             "message": donation.message or "",
-        },
-    )
+        }
+    return DonationForm(formdata=None, data=data)
 
 
 @bp.get("/cancelled")
