@@ -94,6 +94,8 @@ def init_app(app: Flask) -> None:
             "Use a test key (sk_test_...), or set STRIPE_ALLOW_LIVE=1 to accept real payments."
         )
     app.extensions["stripe_mode"] = mode
+    # Read once, so a mistyped amount or currency setting stops the start, not a donor.
+    app.extensions["donation_settings"] = _read_donation_settings(app.config)
     if mode is not None:
         base = str(app.config["STRIPE_API_BASE"] or "").rstrip("/")
         app.extensions["stripe"] = stripe.StripeClient(
@@ -200,9 +202,12 @@ def _decimal(value: Any, name: str) -> Decimal:
         raise StripeSettingsError(f"{name} must be a number, like 10 or 2.50") from exc
 
 
-def donation_settings(config: Any = None) -> DonationSettings:
-    """The donation form's currencies, presets, limits and fee estimate, from the settings."""
-    config = config if config is not None else current_app.config
+def donation_settings() -> DonationSettings:
+    """The donation form's currencies, presets, limits and fee estimate (read at start)."""
+    return current_app.extensions["donation_settings"]
+
+
+def _read_donation_settings(config: Any) -> DonationSettings:
     currencies = tuple(code.upper() for code in _items(config["DONATION_CURRENCIES"]))
     default = str(config["DONATION_DEFAULT_CURRENCY"]).strip().upper()
     if default not in currencies:

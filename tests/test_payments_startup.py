@@ -90,3 +90,8 @@ def test_api_base_lets_a_fake_or_local_server_stand_in(
     client = stripe_app.test_client()
     post_form(client, "/donate", {"frequency": "one_time", "currency": "EUR", "amount": "10"})
     assert [r.url for r in fake_stripe.requests] == [f"{FAKE_API_BASE}/v1/checkout/sessions"]
+
+
+def test_a_mistyped_donation_setting_stops_the_start_with_its_name(make_app) -> None:
+    with pytest.raises(StripeSettingsError, match="DONATION_MIN must be a number"):
+        make_app(DONATION_MIN="one euro")
