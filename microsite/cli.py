@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import getpass
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime
 
 import click
@@ -22,6 +24,15 @@ def _prompt_password() -> str:
     )
 
 
+@contextmanager
+def _account_errors() -> Iterator[None]:
+    """An account problem (unknown email, short password...) as a plain message, exit 1."""
+    try:
+        yield
+    except auth.AccountError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
 admin_group = AppGroup("admin", help="Create and manage the people who can sign in to /admin.")
 
 
@@ -30,10 +41,8 @@ admin_group = AppGroup("admin", help="Create and manage the people who can sign 
 def create_admin(email: str) -> None:
     """Create an admin account; asks for the password twice, without showing it."""
     password = _prompt_password()
-    try:
+    with _account_errors():
         admin = auth.create_admin(email, password)
-    except auth.AccountError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"Created an admin account for {admin.email}. They can sign in at /admin/login.")
 
 
@@ -42,10 +51,8 @@ def create_admin(email: str) -> None:
 def set_password(email: str) -> None:
     """Give an admin a new password; their open sessions end."""
     password = _prompt_password()
-    try:
+    with _account_errors():
         admin = auth.set_password(email, password)
-    except auth.AccountError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"New password set for {admin.email}; any open sessions were ended.")
 
 
@@ -53,10 +60,8 @@ def set_password(email: str) -> None:
 @click.argument("email")
 def disable_admin(email: str) -> None:
     """Stop an admin from signing in, and end their open sessions."""
-    try:
+    with _account_errors():
         admin = auth.set_active(email, False)
-    except auth.AccountError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"{admin.email} can no longer sign in.")
 
 
@@ -64,10 +69,8 @@ def disable_admin(email: str) -> None:
 @click.argument("email")
 def enable_admin(email: str) -> None:
     """Let a disabled admin sign in again."""
-    try:
+    with _account_errors():
         admin = auth.set_active(email, True)
-    except auth.AccountError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(f"{admin.email} can sign in again.")
 
 

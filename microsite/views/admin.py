@@ -218,16 +218,16 @@ def donation_filters() -> tuple[DonationFilterForm, records.DonationFilters]:
     return form, records.DonationFilters(**values)
 
 
+def _paginate(query: Any) -> Any:
+    """One page of a list, by the page number asked for (out of range gives an empty page)."""
+    return db.paginate(query, page=_page(), per_page=PER_PAGE, error_out=False)
+
+
 @bp.get("/pledges")
 def pledges() -> str:
     """Pledges, newest first, narrowed by the filters."""
     form, filters = pledge_filters()
-    page = db.paginate(
-        records.filter_pledges(select(Pledge), filters),
-        page=_page(),
-        per_page=PER_PAGE,
-        error_out=False,
-    )
+    page = _paginate(records.filter_pledges(select(Pledge), filters))
     return render_template("admin/pledges.html", form=form, filters=filters, page=page)
 
 
@@ -235,12 +235,7 @@ def pledges() -> str:
 def donations() -> str:
     """Donations, newest first, narrowed by the filters."""
     form, filters = donation_filters()
-    page = db.paginate(
-        records.filter_donations(select(Donation), filters),
-        page=_page(),
-        per_page=PER_PAGE,
-        error_out=False,
-    )
+    page = _paginate(records.filter_donations(select(Donation), filters))
     return render_template("admin/donations.html", form=form, filters=filters, page=page)
 
 
@@ -274,12 +269,7 @@ def export_donations() -> Response:
 @bp.get("/audit")
 def audit_log() -> str:
     """Who signed in, exported or erased what, and when; newest first."""
-    page = db.paginate(
-        select(AuditLog).order_by(desc(AuditLog.at), desc(AuditLog.id)),
-        page=_page(),
-        per_page=PER_PAGE,
-        error_out=False,
-    )
+    page = _paginate(select(AuditLog).order_by(desc(AuditLog.at), desc(AuditLog.id)))
     return render_template("admin/audit.html", page=page, details=records.audit_details)
 
 
