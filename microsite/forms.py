@@ -337,6 +337,15 @@ class DonationForm(FlaskForm):
             raise ValidationError("Choose an amount, or enter your own.")
         if field.data not in {choice.value for choice in field.choices or []}:
             raise ValidationError("Choose one of the amounts, or enter your own.")
+        presets = {amount_value(p): p for p in self.settings.presets}
+        if field.data in presets:
+            self._check_minimum(presets[field.data], self.chosen_currency)
+
+    def _check_minimum(self, value: Decimal, currency: str) -> None:
+        smallest = self.settings.minimum_for(currency)
+        if value < smallest:
+            shown = format_money(to_minor(smallest, currency), currency)
+            raise ValidationError(f"The smallest gift we can take online in {currency} is {shown}.")
 
     def validate_other_amount(self, field: StringField) -> None:
         if not self.uses_other_amount:
@@ -348,9 +357,7 @@ class DonationForm(FlaskForm):
         except ValueError as exc:
             raise ValidationError(str(exc)) from exc
         currency = self.chosen_currency
-        if value < self.settings.minimum:
-            smallest = format_money(to_minor(self.settings.minimum, currency), currency)
-            raise ValidationError(f"The smallest gift we can take online is {smallest}.")
+        self._check_minimum(value, currency)
         if value > self.settings.maximum:
             largest = format_money(to_minor(self.settings.maximum, currency), currency)
             raise ValidationError(

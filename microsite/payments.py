@@ -138,6 +138,18 @@ ZERO_DECIMAL = frozenset({
 # fmt: on
 SYMBOLS = {"EUR": "€", "GBP": "£", "USD": "$", "JPY": "¥"}
 
+# The smallest charge Stripe accepts, in major units, for the currencies it lists.
+# A gift below it would only fail at Stripe, so the form asks for at least this much.
+# fmt: off
+STRIPE_MINIMUMS = {
+    "USD": "0.50", "AED": "2.00", "AUD": "0.50", "BGN": "1.00", "BRL": "0.50",
+    "CAD": "0.50", "CHF": "0.50", "CZK": "15.00", "DKK": "2.50", "EUR": "0.50",
+    "GBP": "0.30", "HKD": "4.00", "HUF": "175.00", "INR": "0.50", "JPY": "50",
+    "MXN": "10", "MYR": "2", "NOK": "3.00", "NZD": "0.50", "PLN": "2.00",
+    "RON": "2.00", "SEK": "3.00", "SGD": "0.50", "THB": "10",
+}
+# fmt: on
+
 
 def exponent(currency: str) -> int:
     """How many minor-unit digits Stripe uses for this currency."""
@@ -188,6 +200,11 @@ class DonationSettings:
 
     def fee(self, amount: int, currency: str) -> int:
         return card_fee(amount, currency, self.fee_percent, self.fee_fixed)
+
+    def minimum_for(self, currency: str) -> Decimal:
+        """The configured minimum, raised to Stripe's own smallest charge in this currency."""
+        floor = Decimal(STRIPE_MINIMUMS.get(currency.upper(), "0"))
+        return max(self.minimum, floor)
 
 
 def _items(value: str | Iterable[Any]) -> list[str]:

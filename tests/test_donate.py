@@ -211,13 +211,37 @@ def test_zero_decimal_currency_is_never_charged_a_hundred_times_too_much(
     assert "JPY has no smaller unit" in fractional.text
 
 
+def test_no_gift_is_smaller_than_stripe_takes_in_its_currency(
+    make_app: Any, stripe_config: dict[str, str], fake_stripe: FakeStripe
+) -> None:
+    # A minimum configured below Stripe's own would only fail at Stripe, after the donor
+    # had chosen; the form asks for Stripe's smallest charge instead, preset or typed.
+    app = make_app(**stripe_config, DONATION_MIN="0.10", DONATION_CURRENCIES="EUR,GBP,HUF")
+    client = app.test_client()
+    too_small = post_form(client, "/donate", {**ONE_TIME, "currency": "GBP", **other("0.29")})
+    assert too_small.status_code == 422
+    assert "smallest gift we can take online in GBP is £0.30" in too_small.text
+    preset = post_form(client, "/donate", {**ONE_TIME, "currency": "HUF", "amount": "100"})
+    assert preset.status_code == 422
+    assert "smallest gift we can take online in HUF is HUF 175.00" in preset.text
+    assert fake_stripe.requests == []
+
+    assert post_form(client, "/donate", {**ONE_TIME, **other("0.50")}).status_code == 303
+    assert (
+        post_form(client, "/donate", {**ONE_TIME, "currency": "GBP", **other("0.30")}).status_code
+        == 303
+    )
+    amounts = [r.params["line_items[0][price_data][unit_amount]"] for r in fake_stripe.requests]
+    assert amounts == ["50", "30"]
+
+
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
         (other(""), "other_amount", "Enter the amount you would like to give"),
         (other("lots"), "other_amount", "Enter an amount in numbers"),
         (other("-5"), "other_amount", "Enter an amount in numbers"),
-        (other("0.50"), "other_amount", "smallest gift we can take online is €1.00"),
+        (other("0.50"), "other_amount", "smallest gift we can take online in EUR is €1.00"),
         (other("10000.01"), "other_amount", "up to €10,000.00"),
         (other("30.555"), "other_amount", "without a thousands separator"),
         (other("30.5555"), "other_amount", "at most two decimal places"),
