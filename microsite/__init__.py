@@ -49,9 +49,9 @@ def register_extensions(app: Flask) -> None:
 
     db.init_app(app)
     migrate.init_app(app, db, directory=str(settings.ROOT / "migrations"))
+    security.init_app(app)  # first: its body checks run before CSRF reads the form
     csrf.init_app(app)
     limiter.init_app(app)
-    security.init_app(app)
     payments.init_app(app)
     app.extensions["content"] = ContentLibrary(Path(app.config["CONTENT_DIR"]))
     if not app.debug and not app.testing:
@@ -66,6 +66,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA busy_timeout=15000")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten, not left in free pages: erasure means erasure.
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
         # SQLite's own lower() folds ASCII only: "NOVÁK" would never find "Novák".
         dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
@@ -90,6 +92,10 @@ ERROR_MESSAGES = {
         "It may have moved. The article and the forms are on the home page.",
     ),
     405: ("That is not how this page works", "Please go back to the page you came from."),
+    415: (
+        "This page takes only its own form",
+        "Please use the form on the page, in a web browser.",
+    ),
     413: (
         "That was too much to send",
         "What you sent was larger than this site accepts. Please shorten it and try again.",

@@ -34,7 +34,6 @@ DEFAULTS: dict[str, Any] = {
     # Failed sign-ins for one account from anywhere: a short window, so a stranger
     # guessing cannot keep a real admin out for long.
     "LOGIN_ACCOUNT_RATE_LIMIT": "5 per minute",
-    "CONSENT_VERSION": "2026-11-pledge-v1",
     "STRIPE_SECRET_KEY": "",
     "STRIPE_WEBHOOK_SECRET": "",
     "STRIPE_API_BASE": "",
@@ -108,6 +107,8 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
         config.update(test_config)
 
     if not config.get("SQLALCHEMY_DATABASE_URI"):
+        if not config["DATABASE_URL"]:
+            instance.mkdir(parents=True, exist_ok=True)  # the embedded database lives here
         config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"] or (
             f"sqlite:///{instance / 'renate.db'}"
         )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import unicodedata
 from decimal import Decimal
 from functools import cache
+from typing import Any
 
 import pycountry
 from email_validator import EmailNotValidError, validate_email
@@ -30,6 +32,10 @@ CONSENT_TEXT = (
     "faith, to count my prayer and to write to me about it. I can ask for my data to be "
     "deleted at any time."
 )
+# Stored with every pledge as the record of what was agreed to. It lives beside the text,
+# not in a setting, so the two cannot drift apart: a test pins the text to this version,
+# and changing the words without a new version fails it.
+CONSENT_VERSION = "2026-11-pledge-v1"
 
 
 @cache
@@ -53,6 +59,67 @@ def strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
 
 
+# Invisible characters a name may need: the joiners of Persian, Indic and emoji sequences.
+_JOINERS = {"\u200c", "\u200d"}
+
+
+def one_line(value: str | None) -> str | None:
+    """Text from a single-line box: no control or invisible formatting characters.
+
+    Line breaks and tabs become spaces; NUL and the like (which PostgreSQL refuses and no
+    one types) and invisible marks such as zero-width spaces or direction overrides go.
+    """
+    if not isinstance(value, str):
+        return value
+    kept = []
+    for ch in value:
+        category = unicodedata.category(ch)
+        if ch in "\t\n\r\v\f":
+            kept.append(" ")
+        elif category == "Cc" or (category == "Cf" and ch not in _JOINERS):
+            continue
+        else:
+            kept.append(ch)
+    return "".join(kept)
+
+
+def multi_line(value: str | None) -> str | None:
+    """Text from a text area: line breaks as one character each, no control characters.
+
+    Browsers count a line break as one character against maxlength but send it as CR LF,
+    so without this a text that fitted in the box would be refused as too long.
+    """
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    return "".join(ch for ch in value if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+
+
+class SiteForm(FlaskForm):
+    """The base of every form here: every text field cleaned before it is validated."""
+
+    class Meta(FlaskForm.Meta):
+        def bind_field(self, form: Any, unbound_field: Any, options: dict[str, Any]) -> Any:
+            cleaner = {TextAreaField: multi_line, PasswordField: None}.get(
+                unbound_field.field_class, one_line
+            )
+            if cleaner is not None and issubclass(unbound_field.field_class, StringField):
+                filters = unbound_field.kwargs.get("filters", ())
+                options = {**options, "filters": [cleaner, *filters]}
+            return super().bind_field(form, unbound_field, options)
+
+
+class HasLetters:
+    """At least one letter or digit, in any script: not only spaces or punctuation."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __call__(self, form: FlaskForm, field: StringField) -> None:
+        if field.data and not any(unicodedata.category(ch)[0] in "LN" for ch in field.data):
+            raise ValidationError(self.message)
+
+
 class RealEmail:
     """An email address that is well-formed by RFC 5322/6531; no DNS look-up."""
 
@@ -68,13 +135,14 @@ class RealEmail:
         field.data = result.normalized
 
 
-class PledgeForm(FlaskForm):
+class PledgeForm(SiteForm):
     name = StringField(
         "Your name",
         filters=[strip],
         validators=[
             DataRequired("Tell us your name, so we know who is praying."),
             Length(max=100, message="Your name can be at most 100 characters."),
+            HasLetters("Tell us your name in letters, so we know who is praying."),
         ],
         # dir=auto: a name typed in Arabic or Hebrew reads right to left as it is typed.
         render_kw={"autocomplete": "name", "maxlength": 100, "dir": "auto"},
@@ -109,6 +177,8 @@ class PledgeForm(FlaskForm):
     show_publicly = BooleanField("Show my first name and country among those praying")
     consent = BooleanField(
         CONSENT_TEXT,
+        # Only the box's own value is agreement; "0" or "off" from a script is not.
+        false_values=(False, "false", "", "0", "off", "no", "n"),
         validators=[DataRequired("We can only keep your pledge with your agreement.")],
     )
     # A field people never see; bots fill it in.
@@ -126,7 +196,7 @@ class PledgeForm(FlaskForm):
 # --------------------------------------------------------------------------- admin
 
 
-class LoginForm(FlaskForm):
+class LoginForm(SiteForm):
     email = StringField(
         "Email address",
         filters=[strip],
@@ -141,11 +211,11 @@ class LoginForm(FlaskForm):
     next = HiddenField()
 
 
-class ActionForm(FlaskForm):
+class ActionForm(SiteForm):
     """A form that carries only its CSRF token, for buttons such as Sign out."""
 
 
-class _ListFilterForm(FlaskForm):
+class _ListFilterForm(SiteForm):
     """Filters read from the query string: no CSRF, they change nothing."""
 
     class Meta:
@@ -211,7 +281,7 @@ class DonationFilterForm(_ListFilterForm):
         self.currency.choices = _any("Any", [(c, c) for c in currencies])
 
 
-class PersonSearchForm(FlaskForm):
+class PersonSearchForm(SiteForm):
     email = StringField(
         "Email address",
         filters=[strip],
@@ -220,14 +290,14 @@ class PersonSearchForm(FlaskForm):
     )
 
 
-class PersonDownloadForm(FlaskForm):
+class PersonDownloadForm(SiteForm):
     email = HiddenField(validators=[DataRequired(), Length(max=254)])
     format = SelectField(
         "Format", choices=choices([("json", "JSON"), ("csv", "CSV (spreadsheet)")])
     )
 
 
-class EraseForm(FlaskForm):
+class EraseForm(SiteForm):
     email = HiddenField(validators=[DataRequired(), Length(max=254)])
     confirm = StringField(
         "Type the email address again to confirm",
@@ -257,7 +327,7 @@ def amount_value(amount: Decimal) -> str:
     return format(amount.normalize(), "f")
 
 
-class DonationForm(FlaskForm):
+class DonationForm(SiteForm):
     frequency = RadioField(
         "How often?",
         choices=choices([(f.value, f.label) for f in Frequency]),

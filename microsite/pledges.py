@@ -22,7 +22,12 @@ class PledgeInput:
 
 
 def email_key(email: str) -> str:
-    return email.strip().casefold()
+    """An address compared without regard to capitals: MARIA@Example.org is maria@example.org.
+
+    lower(), not casefold(): casefold would make "straße@" and "strasse@" one address,
+    and they are two mailboxes.
+    """
+    return email.strip().lower()
 
 
 def record_pledge(data: PledgeInput) -> bool:
@@ -51,8 +56,11 @@ def record_pledge(data: PledgeInput) -> bool:
     try:
         db.session.commit()
     except IntegrityError:
-        # The same address pledged in a concurrent request: theirs stands.
         db.session.rollback()
+        # The same address pledged in a concurrent request: theirs stands. Any other
+        # failure is not a pledge already made, and must not be thanked as one.
+        if db.session.scalar(select(Pledge.id).where(Pledge.email_key == key)) is None:
+            raise
         return False
     return True
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+import io
+
+from flask import Flask, Response, abort, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 STRIPE_CHECKOUT_ORIGIN = "https://checkout.stripe.com"
@@ -33,6 +35,8 @@ def init_app(app: Flask) -> None:
             app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
         )
 
+    app.before_request(check_request_body)
+
     @app.after_request
     def set_security_headers(response: Response) -> Response:
         headers = response.headers
@@ -44,3 +48,40 @@ def init_app(app: Flask) -> None:
         if request.is_secure:
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")
         return response
+
+
+WEBHOOK_ENDPOINT = "webhooks.stripe_event"
+
+
+def check_request_body() -> None:
+    """Refuse bodies this site never takes, before any form or token is read.
+
+    - JSON anywhere but Stripe's webhook: every form here is a plain HTML form, and
+      Flask-WTF would otherwise accept the same fields as JSON.
+    - A body sent in chunks, with no length up front, larger than the limit. Werkzeug
+      would quietly cut it at the limit and the form would see only a part; here it is
+      read up to the limit and answered 413 like any other oversized body.
+    """
+    if request.is_json and request.endpoint != WEBHOOK_ENDPOINT:
+        abort(415)
+    environ = request.environ
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if not chunked or request.content_length is not None:
+        return
+    if "wsgi.input_terminated" not in environ:
+        return  # the server cannot end the stream; Werkzeug reads nothing from it
+    name = "WEBHOOK_MAX_CONTENT_LENGTH" if request.endpoint == WEBHOOK_ENDPOINT else None
+    limit = current_app.config[name or "MAX_CONTENT_LENGTH"]
+    body = bytearray()
+    stream = environ["wsgi.input"]
+    while len(body) <= limit:
+        chunk = stream.read(limit + 1 - len(body))
+        if not chunk:
+            break
+        body += chunk
+    if len(body) > limit:
+        abort(413)
+    # From here on the body is an ordinary one of known length.
+    environ["wsgi.input"] = io.BytesIO(bytes(body))
+    environ["CONTENT_LENGTH"] = str(len(body))
+    environ.pop("HTTP_TRANSFER_ENCODING", None)

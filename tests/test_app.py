@@ -39,6 +39,26 @@ def test_default_database_is_sqlite_under_instance(tmp_path: Path, monkeypatch) 
     assert config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{tmp_path / 'renate.db'}"
 
 
+def test_a_set_secret_key_still_gets_a_home_for_the_embedded_database(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # The quickstart with SECRET_KEY in .env: no key file is written, yet the migrations
+    # must find instance/ to make the SQLite file in.
+    from flask_migrate import upgrade
+
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    instance = tmp_path / "fresh" / "instance"
+    app = create_app({"INSTANCE_PATH": str(instance), **load(instance, None)})
+    with app.app_context():
+        upgrade()
+        from microsite.models import db
+
+        db.engine.dispose()
+    assert (instance / "renate.db").is_file()
+    assert not (instance / "secret_key").exists()
+
+
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path: Path) -> None:
     from sqlalchemy import text
 
@@ -51,6 +71,8 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(tmp_path: Path) -> None:
         assert db.session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert db.session.execute(text("PRAGMA busy_timeout")).scalar() == 15000
         assert db.session.execute(text("SELECT lower('NOVÁK')")).scalar() == "novák"
+        # Erased rows are overwritten in the file, whatever SQLite was built with.
+        assert db.session.execute(text("PRAGMA secure_delete")).scalar() == 1
         db.session.remove()
         db.engine.dispose()
 

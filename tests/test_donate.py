@@ -268,6 +268,7 @@ def test_bad_input_comes_back_with_values_and_a_message(
     response = post_form(stripe_client, "/donate", data)
     assert response.status_code == 422
     html = response.text
+    assert "<title>Error: Donate" in html
     assert f'id="{field}-error"' in html
     assert message in html.split(f'id="{field}-error"')[1].split("</p>")[0]
     assert 'value="Anna Novak"' in html

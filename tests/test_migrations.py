@@ -47,3 +47,28 @@ def test_postgres_suite_really_uses_postgres(app: Flask) -> None:
     with app.app_context():
         dialect = db.engine.dialect.name
     assert dialect == ("postgresql" if TEST_DATABASE_URL else "sqlite")
+
+
+def test_email_keys_made_by_casefold_become_lower_case_keys(tmp_path: Path) -> None:
+    # Before 0005 a key was casefold(): "Straße@x" was stored as "strasse@x", the same
+    # key as a different mailbox, strasse@x. The upgrade gives it its own key back.
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    app = create_app(base_config(url, tmp_path))
+    with app.app_context():
+        upgrade(revision="0004")
+        db.session.execute(
+            sa.text(
+                "INSERT INTO pledge (name, email, email_key, rhythm, show_publicly,"
+                " consent_version, consented_at, created_at) VALUES"
+                " ('Anna', 'Straße@example.de', 'strasse@example.de', 'daily', 0, 'v1',"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00'),"
+                " ('Ben', 'MARIA@example.org', 'maria@example.org', 'daily', 0, 'v1',"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+        db.session.commit()
+        upgrade()
+        keys = db.session.execute(sa.text("SELECT name, email_key FROM pledge ORDER BY name"))
+        assert list(keys) == [("Anna", "straße@example.de"), ("Ben", "maria@example.org")]
+        db.session.remove()
+        db.engine.dispose()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.client
 import re
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -11,6 +13,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
+from microsite.forms import CONSENT_TEXT, CONSENT_VERSION
 from microsite.models import Pledge, db
 from tests.helpers import csrf_token, post_form
 
@@ -62,7 +65,7 @@ def test_valid_pledge_is_stored_then_thanked(app: Flask, client: FlaskClient) ->
     assert pledge.rhythm == "daily"
     assert pledge.intention == "For the children of Albania"
     assert pledge.show_publicly is False
-    assert pledge.consent_version == app.config["CONSENT_VERSION"]
+    assert pledge.consent_version == "2026-11-pledge-v1"
     assert pledge.consented_at.tzinfo is not None
     assert before - timedelta(seconds=1) <= pledge.consented_at <= datetime.now(UTC)
 
@@ -95,6 +98,8 @@ def test_public_opt_in_is_kept(app: Flask, client: FlaskClient) -> None:
     [
         ({"name": ""}, "name", "Tell us your name"),
         ({"name": "   "}, "name", "Tell us your name"),
+        ({"name": "\u200b\u200b"}, "name", "Tell us your name"),
+        ({"name": "-- ..."}, "name", "Tell us your name in letters"),
         ({"name": "x" * 101}, "name", "at most 100 characters"),
         ({"email": ""}, "email", "Enter your email address"),
         ({"email": "maria"}, "email", "Enter an email address like"),
@@ -105,6 +110,7 @@ def test_public_opt_in_is_kept(app: Flask, client: FlaskClient) -> None:
         ({"rhythm": "hourly"}, "rhythm", "Not a valid choice"),
         ({"intention": "y" * 501}, "intention", "at most 500 characters"),
         ({"consent": ""}, "consent", "only keep your pledge with your agreement"),
+        ({"consent": "0"}, "consent", "only keep your pledge with your agreement"),
     ],
 )
 def test_bad_input_comes_back_with_values_and_a_message(
@@ -139,6 +145,85 @@ def test_same_email_in_other_case_adds_nothing_and_changes_nothing(
     [pledge] = pledges(app)
     assert pledge.name == "Maria Rossi"
     assert pledge.rhythm == "daily"
+
+
+def test_the_consent_text_and_its_version_change_together() -> None:
+    # The version stored with each pledge is the record of what was agreed to. Changing the
+    # words means a new CONSENT_VERSION, and then this digest with it.
+    digest = hashlib.sha256(CONSENT_TEXT.encode()).hexdigest()
+    assert (CONSENT_VERSION, digest[:16]) == ("2026-11-pledge-v1", "47326efeca72f0fb")
+
+
+@pytest.mark.parametrize(
+    ("sent", "stored"),
+    [
+        ("Maria\x00 Rossi", "Maria Rossi"),
+        ("Maria\tRossi\r\n", "Maria Rossi"),
+        ("Maria\u200b Rossi\u202e", "Maria Rossi"),
+        (
+            "\u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627",
+            "\u0645\u062d\u0645\u062f\u200c\u0631\u0636\u0627",
+        ),
+    ],
+    ids=["nul", "line-breaks", "invisible-marks", "persian-joiner-kept"],
+)
+def test_control_characters_never_reach_the_database(
+    app: Flask, client: FlaskClient, sent: str, stored: str
+) -> None:
+    # PostgreSQL refuses NUL outright; no one types one, or a zero-width space, on purpose.
+    response = post_form(client, "/pledge", {**VALID, "name": sent, "intention": "For\x00 all"})
+    assert response.status_code == 303
+    [pledge] = pledges(app)
+    assert (pledge.name, pledge.intention) == (stored, "For all")
+
+
+def test_an_intention_that_fits_the_box_is_never_too_long(app: Flask, client: FlaskClient) -> None:
+    # Five lines filling the 500-character box: browsers count each line break as one
+    # character, then send it as two.
+    intention = "\r\n".join(["x" * 99] * 5) + "x"
+    response = post_form(client, "/pledge", {**VALID, "intention": intention})
+    assert response.status_code == 303
+    assert pledges(app)[0].intention == intention.replace("\r\n", "\n")
+
+
+def test_json_is_not_a_way_round_the_form(app: Flask, client: FlaskClient) -> None:
+    token = csrf_token(client.get("/pledge").text)
+    response = client.post("/pledge", json=VALID, headers={"X-CSRFToken": token})
+    assert response.status_code == 415
+    assert "takes only its own form" in response.text
+    assert count(app) == 0
+
+
+def test_a_chunked_oversized_body_gets_413_over_real_http(app: Flask, live_server) -> None:
+    # With no Content-Length the size is known only while reading; the site still refuses
+    # it whole rather than reading a truncated form.
+    host = live_server.url.removeprefix("http://")
+
+    def send(body: bytes) -> int:
+        connection = http.client.HTTPConnection(host, timeout=10)
+        connection.putrequest("POST", "/pledge")
+        connection.putheader("Content-Type", "application/x-www-form-urlencoded")
+        connection.putheader("Transfer-Encoding", "chunked")
+        connection.endheaders()
+        for start in range(0, len(body), 8192):
+            piece = body[start : start + 8192]
+            connection.send(b"%x\r\n%s\r\n" % (len(piece), piece))
+        connection.send(b"0\r\n\r\n")
+        status = connection.getresponse().status
+        connection.close()
+        return status
+
+    assert send(b"intention=" + b"x" * 200_000) == 413
+    # A small chunked body is read as usual: here refused for its missing CSRF token.
+    assert send(b"name=Maria") == 400
+    assert count(app) == 0
+
+
+def test_honeypot_with_other_mistakes_is_still_thanked(app: Flask, client: FlaskClient) -> None:
+    response = post_form(client, "/pledge", {"website": "http://spam.example", "email": "bad"})
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/pledge/thanks"
+    assert count(app) == 0
 
 
 def test_thank_you_does_not_reveal_an_earlier_pledge(client: FlaskClient) -> None:
@@ -307,3 +392,18 @@ def test_the_same_address_pledging_twice_at_once_is_stored_once(app: Flask) -> N
         thread.join()
     assert statuses == [303] * len(clients)
     assert count(app) == 1
+
+
+def test_a_page_sent_back_with_mistakes_says_so_in_its_title(client: FlaskClient) -> None:
+    assert "<title>Pledge to pray" in client.get("/pledge").text
+    sent_back = post_form(client, "/pledge", {**VALID, "email": "maria"}).text
+    assert "<title>Error: Pledge to pray" in sent_back
+
+
+def test_addresses_differing_by_more_than_capitals_are_two_people(
+    app: Flask, client: FlaskClient
+) -> None:
+    post_form(client, "/pledge", {**VALID, "email": "straße@example.de"})
+    post_form(client, "/pledge", {**VALID, "name": "Jan", "email": "STRASSE@example.de"})
+    post_form(client, "/pledge", {**VALID, "name": "Eve", "email": "Straße@Example.de"})
+    assert [p.name for p in pledges(app)] == ["Maria Rossi", "Jan"]

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
 from ..extensions import limiter
-from ..forms import PledgeForm
+from ..forms import CONSENT_VERSION, PledgeForm
 from ..pledges import PledgeInput, public_summary, record_pledge
 
 bp = Blueprint("pledge", __name__, url_prefix="/pledge")
@@ -21,19 +21,22 @@ def _rate_limit() -> str:
 def pledge() -> Response | tuple[str, int] | str:
     """Show the form; on POST, record the pledge and say thank you."""
     form = PledgeForm()
+    if form.is_submitted() and form.website.data:
+        # The honeypot: a person never fills it in. Thanked whatever else was sent,
+        # so a bot learns nothing from the answer; stored nowhere.
+        return redirect(url_for("pledge.thanks"), code=303)
     if form.validate_on_submit():
-        if not form.website.data:  # the honeypot: a person never fills it in
-            record_pledge(
-                PledgeInput(
-                    name=form.name.data,
-                    email=form.email.data,
-                    country=form.country.data or None,
-                    rhythm=form.rhythm.data,
-                    intention=form.intention.data or None,
-                    show_publicly=form.show_publicly.data,
-                    consent_version=current_app.config["CONSENT_VERSION"],
-                )
+        record_pledge(
+            PledgeInput(
+                name=form.name.data,
+                email=form.email.data,
+                country=form.country.data or None,
+                rhythm=form.rhythm.data,
+                intention=form.intention.data or None,
+                show_publicly=form.show_publicly.data,
+                consent_version=CONSENT_VERSION,
             )
+        )
         # The same answer whether or not the address had pledged before.
         return redirect(url_for("pledge.thanks"), code=303)
     status = 422 if form.is_submitted() else 200

@@ -42,7 +42,8 @@ def article(slug: str) -> str:
         article=found,
         pledge_form=PledgeForm(),
         pledges=public_summary(),
-        canonical_path=f"/articles/{slug}",
+        # The home article has one address, the home page, however it is reached.
+        canonical_path="/" if slug == current_app.config["HOME_ARTICLE"] else f"/articles/{slug}",
     )
 
 

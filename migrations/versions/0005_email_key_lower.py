@@ -1,0 +1,47 @@
+"""Pledge email keys compare capitals only: "straße@" and "strasse@" are two addresses.
+
+Keys were made with casefold(), which also folds ß into ss and the like; they are now
+lower(). Only addresses with such letters change, and no two can collide: casefold() is
+the coarser of the two, so addresses that were apart stay apart.
+
+Revision ID: 0005
+Revises: 0004
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0005"
+down_revision = "0004"
+branch_labels = None
+depends_on = None
+
+pledge = sa.table(
+    "pledge",
+    sa.column("id", sa.Integer),
+    sa.column("email", sa.String),
+    sa.column("email_key", sa.String),
+)
+
+
+def upgrade():
+    connection = op.get_bind()
+    rows = connection.execute(sa.select(pledge.c.id, pledge.c.email, pledge.c.email_key))
+    changed = [
+        {"row_id": row_id, "key": email.strip().lower()}
+        for row_id, email, key in rows
+        if email.strip().lower() != key
+    ]
+    if changed:
+        connection.execute(
+            pledge.update()
+            .where(pledge.c.id == sa.bindparam("row_id"))
+            .values(email_key=sa.bindparam("key")),
+            changed,
+        )
+
+
+def downgrade():
+    # Folding the keys back could join two people's addresses into one key; the lower()
+    # keys are as good for comparing capitals, so they are left as they are.
+    pass
