@@ -174,6 +174,7 @@ def register_template_helpers(app: Flask) -> None:
             "site_name": app.config["SITE_NAME"],
             "assembly_url": app.config["ASSEMBLY_URL"],
             "consent_text": CONSENT_TEXT,
+            "contact_email": app.config["CONTACT_EMAIL"],
             "country_name": lambda code: country_names().get(code or "", ""),
         }
 

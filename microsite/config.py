@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     "SITE_URL": "",
     "SITE_NAME": "RENATE",
     "ASSEMBLY_URL": "https://www.renate-europe.net/",
+    # Where people write to see, change or withdraw their pledge (shown beside the consent).
+    "CONTACT_EMAIL": "",
     "CONTENT_DIR": str(ROOT / "site" / "content"),
     "HOME_ARTICLE": "osce-conference-trafficking-in-children-2017",
     "TRUSTED_PROXIES": 0,

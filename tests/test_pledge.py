@@ -407,3 +407,15 @@ def test_addresses_differing_by_more_than_capitals_are_two_people(
     post_form(client, "/pledge", {**VALID, "name": "Jan", "email": "STRASSE@example.de"})
     post_form(client, "/pledge", {**VALID, "name": "Eve", "email": "Straße@Example.de"})
     assert [p.name for p in pledges(app)] == ["Maria Rossi", "Jan"]
+
+
+def test_the_consent_says_where_to_withdraw_it(make_app) -> None:
+    client = make_app(CONTACT_EMAIL="privacy@renate.example").test_client()
+    for path in ("/", "/pledge"):
+        html = client.get(path).text
+        hint = re.search(r'<p class="hint" id="consent-hint">([^<]*)</p>', html).group(1)
+        assert hint == "To see, change or withdraw your pledge, write to privacy@renate.example."
+        consent = re.search(r'<input[^>]*id="consent"[^>]*>', html).group(0)
+        assert 'aria-describedby="consent-hint"' in consent
+    post_form(client, "/pledge", VALID)
+    assert 'href="mailto:privacy@renate.example"' in client.get("/pledge/thanks").text
