@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import Pledge, db, utcnow
 
@@ -34,35 +35,36 @@ def record_pledge(data: PledgeInput) -> bool:
     """Store a pledge unless this address has already pledged. True if a row was added.
 
     An existing pledge is left exactly as it was: someone typing another person's
-    address must not be able to change that person's pledge.
+    address must not be able to change that person's pledge. A new and a repeated
+    address take the same path, one insert that the unique key may turn into nothing,
+    so neither the answer nor its timing tells a stranger which it was; two requests
+    for one address at the same moment store it once.
     """
-    key = email_key(data.email)
-    if db.session.scalar(select(Pledge.id).where(Pledge.email_key == key)) is not None:
-        return False
     now = utcnow()
-    pledge = Pledge(
-        name=data.name,
-        email=data.email,
-        email_key=key,
-        country=data.country or None,
-        rhythm=data.rhythm,
-        intention=data.intention or None,
-        show_publicly=data.show_publicly,
-        consent_version=data.consent_version,
-        consented_at=now,
-        created_at=now,
-    )
-    db.session.add(pledge)
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        # The same address pledged in a concurrent request: theirs stands. Any other
-        # failure is not a pledge already made, and must not be thanked as one.
-        if db.session.scalar(select(Pledge.id).where(Pledge.email_key == key)) is None:
-            raise
-        return False
-    return True
+    values = {
+        "name": data.name,
+        "email": data.email,
+        "email_key": email_key(data.email),
+        "country": data.country or None,
+        "rhythm": data.rhythm,
+        "intention": data.intention or None,
+        "show_publicly": data.show_publicly,
+        "consent_version": data.consent_version,
+        "consented_at": now,
+        "created_at": now,
+    }
+    insert = _insert_for(db.session.get_bind().dialect.name)
+    statement = insert(Pledge).values(values).on_conflict_do_nothing(index_elements=["email_key"])
+    added = db.session.execute(statement).rowcount == 1
+    db.session.commit()
+    return added
+
+
+def _insert_for(dialect: str) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT DO NOTHING (SQLite and PostgreSQL)."""
+    if dialect == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def recent_public_pledgers(limit: int = 5) -> list[tuple[str, str | None]]:
