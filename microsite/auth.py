@@ -9,6 +9,7 @@ even one copied before the sign-out, stops working.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import time
 from functools import cache
 from urllib.parse import urlsplit
@@ -25,8 +26,9 @@ from .models import AdminUser, db, utcnow
 MIN_PASSWORD_LENGTH = 12
 
 # A browser an admin has signed in from carries a signed cookie naming (by a hash) the
-# account. Failed sign-ins by strangers hold an account for a while; they do not hold it
-# in a browser its admin has used before, so nobody can keep a real admin out.
+# account and its current password. Sign-in attempts by strangers can hold an account;
+# they do not hold it in a browser its admin has used before, so nobody can keep a real
+# admin out. A new password or disabling the account makes every such cookie worthless.
 KNOWN_BROWSER_COOKIE = "admin_device"
 KNOWN_BROWSER_DAYS = 90
 
@@ -123,24 +125,30 @@ def _known_browser_signer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="admin-known-browser")
 
 
-def _account_digest(email: str) -> str:
-    return hashlib.sha256(normalise_email(email).encode("utf-8")).hexdigest()
+def _account_digest(admin: AdminUser) -> str:
+    """A hash of the account and its password hash: it changes with a new password."""
+    material = f"{normalise_email(admin.email)}\0{admin.password_hash}"
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
 
 
 def known_browser_token(admin: AdminUser) -> str:
     """The cookie value that marks this browser as one the admin has signed in from."""
-    return _known_browser_signer().dumps(_account_digest(admin.email))
+    return _known_browser_signer().dumps(_account_digest(admin))
 
 
 def is_known_browser(token: str | None, email: str) -> bool:
-    """Whether the cookie is ours, recent enough, and for the account being signed in to."""
+    """Whether the cookie is ours, recent enough, for the account being signed in to, and
+    given since its password was last set, while the account is active."""
     if not token or not email:
         return False
     try:
         digest = _known_browser_signer().loads(token, max_age=KNOWN_BROWSER_DAYS * 86400)
     except BadSignature:
         return False
-    return digest == _account_digest(email)
+    admin = find_admin(email)
+    if admin is None or not admin.active or not isinstance(digest, str):
+        return False
+    return hmac.compare_digest(digest, _account_digest(admin))
 
 
 def start_session(admin: AdminUser) -> None:

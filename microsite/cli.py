@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,7 +110,9 @@ def _write(export: exports.Export, output: str | None) -> None:
             stream.write(chunk)
         stream.flush()
         return
-    with open(output, "wb") as fh:
+    # Personal data: a new file is readable by its owner only (an existing one keeps its mode).
+    fd = os.open(output, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    with os.fdopen(fd, "wb") as fh:
         for chunk in body:
             fh.write(chunk)
     click.echo(f"Wrote {export.name} to {output}.", err=True)

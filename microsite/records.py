@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Select, delete, desc, func, or_, select
+from sqlalchemy import Select, delete, desc, func, or_, select, text
 
 from .models import (
     AuditLog,
@@ -88,9 +88,11 @@ class DonationFilters(_Filters):
 
 
 def _dates(query: Select[Any], column: Any, since: date | None, until: date | None) -> Select[Any]:
-    if since:
+    # The calendar's first and last days bound nothing, and the day after the last one
+    # does not exist: either end of it leaves that side of the range open.
+    if since and since > date.min:
         query = query.where(column >= _day_start(since))
-    if until:
+    if until and until < date.max:
         query = query.where(column < _day_start(until + timedelta(days=1)))
     return query
 
@@ -285,6 +287,11 @@ class Person:
     def found(self) -> bool:
         return self.pledge is not None or bool(self.donations)
 
+    @property
+    def still_charging(self) -> list[Donation]:
+        """Their monthly gifts Stripe may still be charging: erasure here does not stop them."""
+        return [d for d in self.donations if may_still_charge(d)]
+
 
 def find_person(email: str) -> Person:
     """The pledge and donations made with this email address, whatever its case."""
@@ -353,11 +360,37 @@ def person_data(person: Person) -> dict[str, Any]:
     }
 
 
+# Where a monthly gift may still be taking money at Stripe: paid or being paid, and never
+# reported ended (a refund does not cancel the subscription behind it).
+MAY_BE_CHARGING = (DonationStatus.PAID, DonationStatus.PROCESSING, DonationStatus.REFUNDED)
+
+
+def may_still_charge(donation: Donation) -> bool:
+    """Whether Stripe may still be charging this monthly gift: only Stripe can stop it."""
+    return (
+        donation.frequency == Frequency.MONTHLY
+        and donation.status in MAY_BE_CHARGING
+        and donation.ended_at is None
+    )
+
+
+def has_stripe_ids(donation: Donation) -> bool:
+    return any(
+        (
+            donation.stripe_customer,
+            donation.stripe_subscription,
+            donation.stripe_payment_intent,
+            donation.stripe_session_id,
+        )
+    )
+
+
 @dataclass(frozen=True)
 class Erasure:
     pledges: int
     donations: int
     references: tuple[str, ...]
+    audit_id: int
 
 
 def erase_person(email: str, actor: str) -> Erasure:
@@ -367,6 +400,10 @@ def erase_person(email: str, actor: str) -> Erasure:
     """
     person = find_person(email)
     references = tuple(d.reference for d in person.donations)
+    sqlite = db.engine.dialect.name == "sqlite"
+    if sqlite:
+        # Overwrite what is deleted with zeros, rather than leaving it in free space.
+        db.session.execute(text("PRAGMA secure_delete=ON"))
     for donation in person.donations:
         donation.donor_name = None
         donation.donor_email = None
@@ -378,11 +415,44 @@ def erase_person(email: str, actor: str) -> Erasure:
         db.session.execute(delete(Pledge).where(Pledge.id == person.pledge.id))
         pledges = 1
     db.session.commit()
-    erasure = Erasure(pledges=pledges, donations=len(references), references=references)
-    audit(
+    entry = audit(
         actor,
         "erase",
         {"pledges_deleted": pledges, "donations_blanked": list(references)},
         row_count=pledges + len(references),
     )
-    return erasure
+    if sqlite:
+        _checkpoint_sqlite()
+    return Erasure(
+        pledges=pledges, donations=len(references), references=references, audit_id=entry.id
+    )
+
+
+def _checkpoint_sqlite() -> None:
+    """Copy the write-ahead log into the database file and empty it.
+
+    Until then the log still holds the pages as they were before the erasure, names and
+    all. Waits (up to the busy timeout) for readers such as a running export to finish.
+    """
+    with db.engine.connect() as connection:
+        busy, _frames, _copied = connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").one()
+    if busy:
+        current_app.logger.warning(
+            "after an erasure the SQLite write-ahead log was in use and could not be emptied: "
+            "erased details may stay in the -wal file until it is; run "
+            "PRAGMA wal_checkpoint(TRUNCATE) once nothing is reading"
+        )
+
+
+def erased_donations(entry: AuditLog) -> list[Donation]:
+    """The donations an erasure blanked, found again by the references its log entry kept."""
+    references = audit_details(entry).get("donations_blanked") or []
+    if not references:
+        return []
+    return list(
+        db.session.scalars(
+            select(Donation)
+            .where(Donation.reference.in_(references))
+            .order_by(desc(Donation.created_at), desc(Donation.id))
+        )
+    )

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import threading
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from flask import Flask
@@ -12,10 +14,11 @@ from sqlalchemy import select
 
 from microsite import auth
 from microsite.models import AdminUser, AuditLog, db
+from microsite.views.admin import client_network
 from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD, page_token, sign_in
 from tests.helpers import csrf_token
 
-ANY_ARG = {"int": 1, "default": "x", "string": "x", "path": "x/y", "uuid": "0" * 32}
+ANY_ARG = {"int": 1, "integer": 1, "default": "x", "string": "x", "path": "x/y", "uuid": "0" * 32}
 
 
 def audit_actions(app: Flask) -> list[tuple[str, str]]:
@@ -77,6 +80,18 @@ def test_every_admin_route_sends_an_anonymous_visitor_to_sign_in(
 def test_anonymous_get_remembers_where_it_was_going(client: FlaskClient) -> None:
     response = client.get("/admin/pledges?country=IT")
     assert response.headers["Location"] == "/admin/login?next=/admin/pledges?country%3DIT"
+
+
+def test_search_text_is_left_out_of_the_sign_in_address(client: FlaskClient, admin_account) -> None:
+    # A name or email searched for would otherwise sit in the URL, the history and the logs.
+    response = client.get("/admin/donations?q=maria.rossi%40example.org&status=paid&mode=live")
+    location = response.headers["Location"]
+    assert "maria" not in location.lower()
+    [target] = parse_qs(urlsplit(location).query)["next"]
+    assert target == "/admin/donations?status=paid&mode=live"
+    assert "maria" not in client.get(location).text.lower()
+    # After signing in, the other filters are still there.
+    assert sign_in(client, next=target).headers["Location"] == target
 
 
 def test_every_admin_page_is_not_cached(admin_client: FlaskClient) -> None:
@@ -287,24 +302,38 @@ def test_repeated_failures_for_one_account_are_throttled_but_not_for_long(
     assert sign_in(admin).status_code == 303
 
 
-def test_a_stranger_cannot_keep_an_admin_out_of_a_browser_they_signed_in_from(
+def _stranger(app: Flask, n: int) -> FlaskClient:
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = f"203.0.113.{n}"
+    return client
+
+
+def _known_browser(app: Flask, minutes: float, time_machine) -> FlaskClient:
+    """A browser the admin signed in from (and then signed out of) at that minute."""
+    time_machine.move_to(_at(minutes), tick=False)
+    browser = app.test_client()
+    assert sign_in(browser).status_code == 303
+    browser.post("/admin/logout", data={"csrf_token": page_token(browser)})
+    return browser
+
+
+def test_a_fresh_browser_is_held_while_someone_keeps_guessing_but_a_known_one_is_not(
     make_app, time_machine
 ) -> None:
     app = make_app(LOGIN_RATE_LIMIT="100 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="3 per minute")
     with app.app_context():
         auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
-    time_machine.move_to(_at(0), tick=False)
-    admin = app.test_client()
-    assert sign_in(admin).status_code == 303
-    admin.post("/admin/logout", data={"csrf_token": page_token(admin)})
-    # Strangers keep the account's failure count full, from as many addresses as they like.
-    for n in range(3):
-        stranger = app.test_client()
-        stranger.environ_base["REMOTE_ADDR"] = f"203.0.113.{n}"
-        assert sign_in(stranger, password="guessing a password").status_code == 401
-    assert sign_in(app.test_client()).status_code == 429
-    # The admin's own browser, known from an earlier sign-in, is not held by them.
-    assert sign_in(admin).status_code == 303
+    admin = _known_browser(app, 0, time_machine)
+    # Strangers keep the account's count full, minute after minute, from many addresses.
+    for minute in range(2, 6):
+        time_machine.move_to(_at(minute), tick=False)
+        for n in range(3):
+            assert sign_in(_stranger(app, n), password="guessing a password").status_code == 401
+        # A browser the admin never signed in from is held for as long as they keep at it...
+        assert sign_in(app.test_client()).status_code == 429, minute
+        # ...the admin's own browser, known from an earlier sign-in, is not.
+        assert sign_in(admin).status_code == 303, minute
+        admin.post("/admin/logout", data={"csrf_token": page_token(admin)})
     # A known browser still counts against its own client limit, and only for its own account.
     other = app.test_client()
     known = admin.get_cookie("admin_device", path="/admin/login")
@@ -334,12 +363,144 @@ def test_the_known_browser_cookie_is_signed_and_bound_to_the_account(
     assert sign_in(forged).status_code == 429
 
 
-def test_successful_sign_ins_do_not_count_towards_the_limit(make_app) -> None:
-    app = make_app(LOGIN_RATE_LIMIT="2 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="2 per minute")
+def test_a_new_password_makes_known_browsers_unknown(make_app, time_machine) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="100 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="3 per minute")
     with app.app_context():
         auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    browser = _known_browser(app, 0, time_machine)
+    new = "a brand new long password"
+    result = app.test_cli_runner().invoke(
+        args=["admin", "set-password", ADMIN_EMAIL], input=f"{new}\n{new}\n"
+    )
+    assert result.exit_code == 0, result.output
+    time_machine.move_to(_at(2), tick=False)
+    for n in range(3):
+        assert sign_in(_stranger(app, n), password="guessing a password").status_code == 401
+    # Whoever had that browser (the old password may be why it was changed) is held now.
+    assert sign_in(browser, password=new).status_code == 429
+    # Signing in afresh with the new password makes the browser known again.
+    time_machine.move_to(_at(4), tick=False)
+    assert sign_in(browser, password=new).status_code == 303
+    browser.post("/admin/logout", data={"csrf_token": page_token(browser)})
+    time_machine.move_to(_at(6), tick=False)
+    for n in range(3):
+        assert sign_in(_stranger(app, n), password="guessing a password").status_code == 401
+    assert sign_in(browser, password=new).status_code == 303
+
+
+def test_disabling_an_account_makes_its_known_browsers_unknown(make_app, time_machine) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="100 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="3 per minute")
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    browser = _known_browser(app, 0, time_machine)
+    result = app.test_cli_runner().invoke(args=["admin", "disable", ADMIN_EMAIL])
+    assert result.exit_code == 0, result.output
+    time_machine.move_to(_at(2), tick=False)
+    for n in range(3):
+        assert sign_in(_stranger(app, n), password="guessing a password").status_code == 401
+    # The browser is counted and held like any other: it can no longer try past the limit.
+    assert sign_in(browser).status_code == 429
+
+
+def test_every_attempt_counts_towards_the_client_limit_even_a_success(make_app) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="2 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="100 per minute")
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    assert sign_in(app.test_client()).status_code == 303
+    assert sign_in(app.test_client()).status_code == 303
+    assert sign_in(app.test_client()).status_code == 429
+
+
+def test_a_known_browser_is_not_counted_against_its_account(make_app) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="100 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="2 per minute")
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    browser = app.test_client()
     for _ in range(4):
-        assert sign_in(app.test_client()).status_code == 303
+        assert sign_in(browser).status_code == 303
+        browser.post("/admin/logout", data={"csrf_token": page_token(browser)})
+    # Fresh browsers count: the first is already spent by the known browser's first sign-in.
+    assert sign_in(app.test_client()).status_code == 303
+    assert sign_in(app.test_client()).status_code == 429
+
+
+@pytest.mark.parametrize("limit", ["client", "account"])
+def test_guesses_sent_all_at_once_cannot_overrun_the_limit(make_app, limit: str) -> None:
+    """Each attempt is counted before its password is checked, not after."""
+    if limit == "client":
+        app = make_app(
+            LOGIN_RATE_LIMIT="3 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="100 per minute"
+        )
+    else:
+        app = make_app(
+            LOGIN_RATE_LIMIT="100 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="3 per minute"
+        )
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    attempts = 12
+    clients = [app.test_client() for _ in range(attempts)]
+    tokens = []
+    for n, client in enumerate(clients):
+        if limit == "account":
+            client.environ_base["REMOTE_ADDR"] = f"198.51.100.{n}"
+        tokens.append(csrf_token(client.get("/admin/login").text))
+    start = threading.Barrier(attempts)
+    statuses: list[int] = []
+
+    def guess(client: FlaskClient, token: str, n: int) -> None:
+        start.wait()
+        response = client.post(
+            "/admin/login",
+            data={"csrf_token": token, "email": ADMIN_EMAIL, "password": f"guess number {n}"},
+        )
+        statuses.append(response.status_code)
+
+    threads = [
+        threading.Thread(target=guess, args=(client, token, n))
+        for n, (client, token) in enumerate(zip(clients, tokens, strict=True))
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(statuses) == [401] * 3 + [429] * (attempts - 3)
+    # Only three passwords were ever checked.
+    assert [a for _, a in audit_actions(app)] == ["sign_in_failed"] * 3
+
+
+@pytest.mark.parametrize(
+    ("address", "key"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:DB8:1:2::1", "2001:db8:1:2::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),  # an IPv4 client on a dual-stack socket
+        ("not an address", "not an address"),
+        (None, "unknown"),
+    ],
+)
+def test_client_network(address: str | None, key: str) -> None:
+    assert client_network(address) == key
+
+
+def test_ipv6_clients_are_limited_by_their_64_network(make_app) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="2 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="100 per minute")
+
+    def attempt(address: str) -> int:
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        return sign_in(client, email="guess@example.org", password="x" * 12).status_code
+
+    assert attempt("2001:db8:1:2::1") == 401
+    assert attempt("2001:db8:1:2::abcd:5") == 401
+    # A new address in the same /64 is the same client: no fresh count for each address.
+    assert attempt("2001:db8:1:2:ffff:ffff:ffff:ffff") == 429
+    # The next /64 over, and IPv4 addresses one apart, are other clients.
+    assert attempt("2001:db8:1:3::1") == 401
+    assert attempt("203.0.113.4") == 401
+    assert attempt("203.0.113.4") == 401
+    assert attempt("203.0.113.5") == 401
 
 
 def test_signed_in_visit_to_login_goes_to_the_dashboard(admin_client: FlaskClient) -> None:

@@ -6,11 +6,13 @@ import csv
 import io
 import json
 from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from microsite.models import AuditLog, Donation, Pledge, db
 from tests.admin_fixtures import lookup, page_token
@@ -24,8 +26,11 @@ def maria(add_pledge: Callable[..., None], add_donation: Callable[..., str]) -> 
     add_pledge("Someone Else", "else@example.org")
     return [
         add_donation(donor_name="Maria Rossi", donor_email=EMAIL.lower(), message="In hope",
-                     dedication_kind="memory", dedication_name="Nonna Lucia"),
-        add_donation(donor_name="M. Rossi", donor_email=EMAIL, frequency="monthly"),
+                     dedication_kind="memory", dedication_name="Nonna Lucia",
+                     stripe_session_id="cs_test_maria1", stripe_payment_intent="pi_maria1"),
+        add_donation(donor_name="M. Rossi", donor_email=EMAIL, frequency="monthly",
+                     livemode=True, stripe_session_id="cs_live_maria2",
+                     stripe_customer="cus_maria2", stripe_subscription="sub_maria2"),
         add_donation(donor_name="Other Donor", donor_email="other@example.org"),
     ]  # fmt: skip
 
@@ -112,8 +117,11 @@ def test_erasure(app: Flask, admin_client: FlaskClient, maria: list[str]) -> Non
 
     response = erase(admin_client, EMAIL.upper())
     assert response.status_code == 303
-    assert response.headers["Location"] == "/admin/people"
-    assert "Erased: 1 pledge deleted, 2 donations kept" in admin_client.get("/admin/people").text
+    assert response.headers["Location"].startswith("/admin/erasures/")
+    assert (
+        "Erased: 1 pledge deleted, 2 donations kept"
+        in admin_client.get(response.headers["Location"]).text
+    )
 
     with app.app_context():
         assert db.session.scalar(select(Pledge).where(Pledge.email_key == EMAIL.casefold())) is None
@@ -190,3 +198,85 @@ def test_erasure_finds_donations_whatever_the_case_of_a_non_ascii_address(
             donation = db.session.scalar(select(Donation).where(Donation.reference == reference))
             assert donation.donor_name is None
             assert donation.donor_email is None
+
+
+def test_the_person_page_shows_what_stripe_holds(admin_client: FlaskClient, maria) -> None:
+    html = lookup(admin_client, EMAIL).text
+    # Every Stripe id we have for their donations, linked in the Dashboard's live or test mode.
+    for stripe_id in ("cs_test_maria1", "pi_maria1", "cs_live_maria2", "cus_maria2", "sub_maria2"):
+        assert stripe_id in html
+    assert 'href="https://dashboard.stripe.com/test/payments/pi_maria1"' in html
+    assert 'href="https://dashboard.stripe.com/customers/cus_maria2"' in html
+    assert 'href="https://dashboard.stripe.com/subscriptions/sub_maria2"' in html
+    assert "Stripe keeps its own copy of this person's details" in html
+    assert "staff must delete it in the Stripe Dashboard" in html
+    # The monthly gift is still taking money: said before anyone presses Erase.
+    erase_form = html.split('class="erase-form"')[1]
+    assert "1 monthly gift will keep charging" in erase_form
+    assert html.count("Still charging:") == 1
+    assert "cus_" not in lookup(admin_client, "other@example.org").text
+
+
+def test_an_ended_monthly_gift_is_not_said_to_be_charging(
+    admin_client: FlaskClient, add_donation
+) -> None:
+    add_donation(donor_email="ended@example.org", frequency="monthly", status="ended",
+                 ended_at=datetime(2026, 2, 1, tzinfo=UTC), stripe_subscription="sub_ended",
+                 stripe_customer="cus_ended")  # fmt: skip
+    html = lookup(admin_client, "ended@example.org").text
+    assert "sub_ended" in html
+    assert "Still charging:" not in html
+    assert "will keep charging" not in html
+
+
+def test_after_erasure_the_stripe_ids_to_delete_are_shown(
+    admin_client: FlaskClient, maria: list[str]
+) -> None:
+    response = erase(admin_client, EMAIL)
+    page = admin_client.get(response.headers["Location"])
+    assert page.status_code == 200
+    html = page.text
+    assert "Still at Stripe" in html
+    for stripe_id in ("cs_test_maria1", "pi_maria1", "cus_maria2", "sub_maria2"):
+        assert stripe_id in html
+    assert "Stripe keeps its own copy of this person's details" in html
+    assert "Still charging:" in html
+    for reference in maria[:2]:
+        assert reference in html
+    assert maria[2] not in html  # someone else's gift
+    assert "Rossi" not in html
+    # The audit log leads back to it, and only erasures have such a page.
+    audit = admin_client.get("/admin/audit").text
+    assert f'href="{response.headers["Location"]}"' in audit
+    assert admin_client.get("/admin/erasures/1").status_code == 404  # the sign-in entry
+    assert admin_client.get("/admin/erasures/999").status_code == 404
+
+
+@pytest.mark.parametrize("built_with_secure_delete", [True, False])
+def test_erased_details_leave_no_trace_in_the_sqlite_files(
+    app: Flask, admin_client: FlaskClient, maria, built_with_secure_delete: bool
+) -> None:
+    with app.app_context():
+        if db.engine.dialect.name != "sqlite":
+            pytest.skip("reads the SQLite database file's bytes; PostgreSQL keeps no such file")
+        path = Path(db.engine.url.database)
+        if not built_with_secure_delete:
+            # As with an SQLite built without SECURE_DELETE on by default.
+            db.engine.dispose()
+            event.listen(
+                db.engine, "connect", lambda conn, _: conn.execute("PRAGMA secure_delete=OFF")
+            )
+    personal = [value.encode("utf-8") for value in (
+        "Maria Rossi", "M. Rossi", EMAIL, EMAIL.casefold(), "For my sister", "In hope",
+        "Nonna Lucia",
+    )]  # fmt: skip
+
+    def stored() -> bytes:
+        files = [path, path.with_name(path.name + "-wal")]
+        return b"".join(f.read_bytes() for f in files if f.exists())
+
+    assert all(value in stored() for value in personal)  # the check can see them
+    assert erase(admin_client, EMAIL).status_code == 303
+    left = [value.decode() for value in personal if value in stored()]
+    assert left == []
+    assert b"Someone Else" in stored()  # the others' data is still there

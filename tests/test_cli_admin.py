@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -162,3 +163,40 @@ def test_export_refuses_a_bad_date(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["export", "pledges", "--since", "01/02/2026"])
     assert result.exit_code == 2
     assert "YYYY-MM-DD" in result.output or "%Y-%m-%d" in result.output
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--until", "9999-12-31"],
+        ["--since", "0001-01-01"],
+        ["--since", "0001-01-01", "--until", "9999-12-31"],
+    ],
+)
+@pytest.mark.parametrize("kind", ["pledges", "donations"])
+def test_shell_export_with_dates_at_either_end_of_the_calendar(
+    runner: FlaskCliRunner, add_pledge, add_donation, kind: str, args: list[str]
+) -> None:
+    add_pledge("Zoë Brontë", "zoe@example.org", created="2026-01-10T08:00:00")
+    add_donation(created="2026-01-10T08:00:00", donor_name="Ана Петрова")
+    result = runner.invoke(args=["export", kind, *args])
+    assert result.exit_code == 0, result.output
+    text = result.stdout_bytes.decode("utf-8-sig")
+    assert ("Zoë Brontë" if kind == "pledges" else "Ана Петрова") in text
+
+
+def test_shell_export_file_is_readable_by_its_owner_only(
+    runner: FlaskCliRunner, add_pledge, tmp_path: Path
+) -> None:
+    add_pledge("Zoë Brontë", "zoe@example.org")
+    output = tmp_path / "pledges.csv"
+    result = runner.invoke(args=["export", "pledges", "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert stat.S_IMODE(output.stat().st_mode) == 0o600
+    assert "Zoë Brontë" in output.read_bytes().decode("utf-8-sig")
+    # Written again over a longer file, nothing of the old one is left at the end.
+    output.write_bytes(b"x" * 100_000)
+    result = runner.invoke(args=["export", "pledges", "--output", str(output)])
+    assert result.exit_code == 0, result.output
+    assert output.read_bytes().endswith(b"\r\n")
+    assert b"xxx" not in output.read_bytes()

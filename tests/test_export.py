@@ -134,3 +134,62 @@ def test_donation_export(app: Flask, admin_client: FlaskClient, add_donation) ->
 def test_export_of_nothing_is_a_header_only(admin_client: FlaskClient) -> None:
     rows = read_csv(admin_client.get("/admin/pledges.csv").get_data())
     assert rows == [PLEDGE_HEADER]
+
+
+@pytest.mark.parametrize("url", ["/admin/pledges.csv", "/admin/donations.csv"])
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_export_started_from_another_site_is_refused(
+    app: Flask, admin_client: FlaskClient, add_pledge: Callable[..., None], url: str, site: str
+) -> None:
+    # A link or page elsewhere could start the download: the session cookie rides along.
+    add_pledge("Maria Rossi", "maria@example.org")
+    response = admin_client.get(url, headers={"Sec-Fetch-Site": site})
+    assert response.status_code == 403
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "You cannot see this page" in response.text
+    assert "Maria" not in response.text
+    assert [row.action for row in audit_rows(app)] == ["sign_in"]  # nothing was exported
+
+
+@pytest.mark.parametrize("url", ["/admin/pledges.csv", "/admin/donations.csv"])
+@pytest.mark.parametrize("site", ["same-origin", "none", None])
+def test_export_from_our_own_pages_or_the_address_bar_is_allowed(
+    admin_client: FlaskClient, url: str, site: str | None
+) -> None:
+    headers = {"Sec-Fetch-Site": site} if site else {}
+    response = admin_client.get(url, headers=headers)
+    assert response.status_code == 200
+    assert response.get_data().startswith(b"\xef\xbb\xbf")
+
+
+@pytest.mark.parametrize(
+    "query",
+    ["until=9999-12-31", "since=0001-01-01", "since=0001-01-01&until=9999-12-31"],
+)
+@pytest.mark.parametrize("kind", ["pledges", "donations"])
+def test_dates_at_either_end_of_the_calendar_leave_that_end_open(
+    admin_client: FlaskClient, add_pledge, add_donation, kind: str, query: str
+) -> None:
+    add_pledge("Maria Rossi", "maria@example.org", created="2026-01-10T08:00:00")
+    add_donation(created="2026-01-10T08:00:00", donor_name="Ana Pereira")
+    name = "Maria Rossi" if kind == "pledges" else "Ana Pereira"
+    page = admin_client.get(f"/admin/{kind}?{query}")
+    assert page.status_code == 200
+    assert name in page.text
+    assert "field-error" not in page.text
+    export = admin_client.get(f"/admin/{kind}.csv?{query}")
+    assert export.status_code == 200
+    rows = read_csv(export.get_data())
+    assert len(rows) == 2
+    assert name in rows[1]
+
+
+@pytest.mark.parametrize("kind", ["pledges", "donations"])
+def test_a_start_on_the_last_day_of_the_calendar_finds_nothing(
+    admin_client: FlaskClient, add_pledge, add_donation, kind: str
+) -> None:
+    add_pledge("Maria Rossi", "maria@example.org", created="2026-01-10T08:00:00")
+    add_donation(created="2026-01-10T08:00:00")
+    assert admin_client.get(f"/admin/{kind}?since=9999-12-31").status_code == 200
+    rows = read_csv(admin_client.get(f"/admin/{kind}.csv?since=9999-12-31").get_data())
+    assert len(rows) == 1

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from flask import (
     Blueprint,
@@ -41,6 +43,10 @@ PER_PAGE = 50
 # Far past any real list; keeps the row offset within what a database integer can hold.
 MAX_PAGE = 1_000_000
 PUBLIC_ENDPOINTS = {"admin.login"}
+# Search text may be a person's name or email: it is not carried into the sign-in URL.
+PRIVATE_ARGS = {"q"}
+# Sec-Fetch-Site values of a request the admin made from our own pages or the address bar.
+OWN_FETCH_SITES = {"same-origin", "none"}
 # Labels short enough for a table column.
 SHORT_RHYTHM = {"daily": "Every day", "weekly": "Every week", "feb8": "On 8 February"}
 
@@ -55,8 +61,14 @@ def require_admin() -> BaseResponse | None:
     if g.admin is not None or request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if request.method == "GET":
-        return redirect(url_for("admin.login", next=request.full_path.rstrip("?")))
+        return redirect(url_for("admin.login", next=_return_path()))
     return redirect(url_for("admin.login"), code=303)
+
+
+def _return_path() -> str:
+    """Where to come back to after signing in: this page and its filters, minus search text."""
+    query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k not in PRIVATE_ARGS])
+    return f"{request.path}?{query}" if query else request.path
 
 
 @bp.after_app_request
@@ -74,6 +86,8 @@ def admin_globals() -> dict[str, Any]:
         "admin": g.get("admin"),
         "action_form": ActionForm(),
         "money": records.money,
+        "may_still_charge": records.may_still_charge,
+        "has_stripe_ids": records.has_stripe_ids,
         "amount": records.minor_to_text,
         "short_rhythm": SHORT_RHYTHM,
         "country_names": country_names(),
@@ -83,8 +97,27 @@ def admin_globals() -> dict[str, Any]:
 # --------------------------------------------------------------------------- sign in
 
 
+def client_network(address: str | None) -> str:
+    """Who a client is, for the limits: an IPv4 address, or an IPv6 address's /64 network.
+
+    One IPv6 connection is usually given a whole /64 and can pick any address in it, so
+    counting by address would give a guesser billions of fresh counters.
+    """
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # a dual-stack socket's IPv4 client
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip), 64), strict=False))
+    return str(ip)
+
+
 def _client_key() -> str:
-    return f"client:{request.remote_addr or 'unknown'}"
+    return f"client:{client_network(request.remote_addr)}"
 
 
 def _account_key() -> str:
@@ -99,27 +132,18 @@ def _account_limit() -> str:
     return current_app.config["LOGIN_ACCOUNT_RATE_LIMIT"]
 
 
-def _failed(response: Response) -> bool:
-    """Only failed sign-ins count towards the limits."""
-    return response.status_code != 303
-
-
 def _known_browser() -> bool:
-    """A browser the account's admin signed in from is not held by others' failures."""
+    """A browser the account's admin signed in from is not held by others' attempts."""
     return auth.is_known_browser(
         request.cookies.get(auth.KNOWN_BROWSER_COOKIE), request.form.get("email", "")
     )
 
 
+# Every sign-in attempt is counted as it arrives, before its password is checked: the
+# count and the test are one step, so attempts sent all at once cannot get past the limit.
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(_client_limit, key_func=_client_key, methods=["POST"], deduct_when=_failed)
-@limiter.limit(
-    _account_limit,
-    key_func=_account_key,
-    methods=["POST"],
-    deduct_when=_failed,
-    exempt_when=_known_browser,
-)
+@limiter.limit(_client_limit, key_func=_client_key, methods=["POST"])
+@limiter.limit(_account_limit, key_func=_account_key, methods=["POST"], exempt_when=_known_browser)
 def login() -> BaseResponse | tuple[str, int] | str:
     """Sign an admin in, then send them where they were going."""
     form = LoginForm()
@@ -239,6 +263,20 @@ def donations() -> str:
     return render_template("admin/donations.html", form=form, filters=filters, page=page)
 
 
+def _refuse_cross_site() -> None:
+    """Refuse a download started by another site's link or page (its cookie rides along).
+
+    Browsers that send Sec-Fetch-Site say where a request came from; one without it
+    (an old browser, curl) is let through, as the session cookie still has to be valid.
+    """
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None and site not in OWN_FETCH_SITES:
+        current_app.logger.warning(
+            "export refused: %s request for %s by %s", site, request.path, g.admin.email
+        )
+        abort(403)
+
+
 def _download(export: exports.Export) -> Response:
     body = exports.stream_csv(export, actor=g.admin.email, via="web")
     response = Response(stream_with_context(body), mimetype="text/csv")
@@ -252,6 +290,7 @@ def _download(export: exports.Export) -> Response:
 @bp.get("/pledges.csv")
 def export_pledges() -> Response:
     """Download exactly the pledges the list shows with these filters."""
+    _refuse_cross_site()
     _form, filters = pledge_filters()
     return _download(exports.pledge_export(filters))
 
@@ -259,6 +298,7 @@ def export_pledges() -> Response:
 @bp.get("/donations.csv")
 def export_donations() -> Response:
     """Download exactly the donations the list shows with these filters."""
+    _refuse_cross_site()
     _form, filters = donation_filters()
     return _download(exports.donation_export(filters))
 
@@ -358,4 +398,15 @@ def person_erase() -> BaseResponse | tuple[str, int]:
         f"{'' if erasure.donations == 1 else 's'} kept without the person's details.",
         "ok",
     )
-    return redirect(url_for("admin.people"), code=303)
+    return redirect(url_for("admin.erasure", entry_id=erasure.audit_id), code=303)
+
+
+@bp.get("/erasures/<int:entry_id>")
+def erasure(entry_id: int) -> str:
+    """What an erasure left at Stripe: the ids to delete there, and gifts still charging."""
+    entry = db.get_or_404(AuditLog, entry_id)
+    if entry.action != "erase":
+        abort(404)
+    return render_template(
+        "admin/erasure.html", entry=entry, donations=records.erased_donations(entry)
+    )
