@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
-from typing import Any
+from typing import Any, NoReturn
 
 import stripe
 from flask import Flask, current_app
@@ -97,12 +98,19 @@ def init_app(app: Flask) -> None:
     # Read once, so a mistyped amount or currency setting stops the start, not a donor.
     app.extensions["donation_settings"] = _read_donation_settings(app.config)
     if mode is not None:
+        retries = int(app.config["STRIPE_MAX_NETWORK_RETRIES"])
+        timeout = stripe_timeout(app.config.get("STRIPE_TIMEOUT", DEFAULT_STRIPE_TIMEOUT), retries)
+        # Explicitly: the library's own client would wait 80 seconds for each attempt.
+        http_client = app.config.get("STRIPE_HTTP_CLIENT")
+        if http_client is None:
+            http_client = stripe.RequestsClient(timeout=timeout)
+        app.extensions["stripe_http_client"] = http_client
         base = str(app.config["STRIPE_API_BASE"] or "").rstrip("/")
         app.extensions["stripe"] = stripe.StripeClient(
             key,
             base_addresses={"api": base} if base else None,
-            http_client=app.config.get("STRIPE_HTTP_CLIENT"),
-            max_network_retries=int(app.config["STRIPE_MAX_NETWORK_RETRIES"]),
+            http_client=http_client,
+            max_network_retries=retries,
         )
         if not app.config["STRIPE_WEBHOOK_SECRET"]:
             app.logger.warning(
@@ -113,6 +121,43 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def payment_mode() -> dict[str, str | None]:
         return {"stripe_mode": mode}
+
+
+# Gunicorn ends a worker that takes longer than 30 seconds (its default --timeout), and the
+# donor then sees the proxy's raw error page. Every attempt at a Stripe call, with the pauses
+# between attempts, must end before that, so the donor sees our own calm page instead.
+STRIPE_TIME_BUDGET = 25.0
+DEFAULT_STRIPE_TIMEOUT = 5
+# Opening a connection to Stripe takes well under a second when all is well.
+STRIPE_CONNECT_TIMEOUT = 2.0
+
+
+def _retry_pauses(retries: int) -> float:
+    """The longest the stripe library sleeps between its attempts, in all."""
+    initial, longest = stripe.HTTPClient.INITIAL_DELAY, stripe.HTTPClient.MAX_DELAY
+    return sum(max(initial, min(initial * 2**n, longest)) for n in range(retries))
+
+
+def stripe_timeout(value: Any, retries: int) -> tuple[float, float]:
+    """How long one attempt may take to connect and then to be answered, in seconds.
+
+    Refused at start when the attempts together could outlast STRIPE_TIME_BUDGET.
+    """
+    read = float(_decimal(value, "STRIPE_TIMEOUT"))
+    if read <= 0:
+        raise StripeSettingsError("STRIPE_TIMEOUT must be more than 0 seconds, like 5")
+    if retries < 0:
+        raise StripeSettingsError("STRIPE_MAX_NETWORK_RETRIES must be 0 or more")
+    connect = min(STRIPE_CONNECT_TIMEOUT, read)
+    longest = (retries + 1) * (connect + read) + _retry_pauses(retries)
+    if longest > STRIPE_TIME_BUDGET:
+        raise StripeSettingsError(
+            f"STRIPE_TIMEOUT={value} with STRIPE_MAX_NETWORK_RETRIES={retries} could keep a "
+            f"donor waiting {longest:.0f} seconds for Stripe, more than the "
+            f"{STRIPE_TIME_BUDGET:.0f} seconds that keep a page inside gunicorn's 30-second "
+            "worker timeout. Lower one of them."
+        )
+    return (connect, read)
 
 
 def payments_configured() -> bool:
@@ -138,13 +183,44 @@ ZERO_DECIMAL = frozenset({
 # fmt: on
 SYMBOLS = {"EUR": "€", "GBP": "£", "USD": "$", "JPY": "¥"}
 
+# Stripe counts these in thousandths (with a last digit of 0); this site counts in
+# hundredths, so it would charge ten times too little.
+THREE_DECIMAL = frozenset({"BHD", "JOD", "KWD", "OMR", "TND"})
+# Currencies with rules of their own at Stripe, which this site does not follow.
+SPECIAL_RULES = {
+    "ISK": "Stripe takes ISK in hundredths, but only whole krónur (amounts divisible by 100)",
+    "HUF": "Stripe pays out HUF only in whole forints, though it charges in hundredths",
+    "TWD": "Stripe pays out TWD only in whole dollars, though it charges in hundredths",
+    "UGX": "Stripe has a rule of its own for how UGX amounts are written",
+}
+
+
+def _currency(code: str, name: str) -> str:
+    """A configured currency this site charges correctly; StripeSettingsError otherwise."""
+    if not (len(code) == 3 and code.isascii() and code.isalpha()):
+        raise StripeSettingsError(
+            f"{name}: {code!r} is not a three-letter currency code like EUR or GBP"
+        )
+    if code in THREE_DECIMAL:
+        raise StripeSettingsError(
+            f"{name}: {code} has three decimal places at Stripe, and this site counts in "
+            f"hundredths: every gift would be charged ten times too little. Remove {code}."
+        )
+    if code in SPECIAL_RULES:
+        raise StripeSettingsError(
+            f"{name}: {SPECIAL_RULES[code]}; this site does not follow that rule, "
+            f"so it cannot take gifts in {code}. Remove {code}."
+        )
+    return code
+
+
 # The smallest charge Stripe accepts, in major units, for the currencies it lists.
 # A gift below it would only fail at Stripe, so the form asks for at least this much.
 # fmt: off
 STRIPE_MINIMUMS = {
     "USD": "0.50", "AED": "2.00", "AUD": "0.50", "BGN": "1.00", "BRL": "0.50",
     "CAD": "0.50", "CHF": "0.50", "CZK": "15.00", "DKK": "2.50", "EUR": "0.50",
-    "GBP": "0.30", "HKD": "4.00", "HUF": "175.00", "INR": "0.50", "JPY": "50",
+    "GBP": "0.30", "HKD": "4.00", "INR": "0.50", "JPY": "50",
     "MXN": "10", "MYR": "2", "NOK": "3.00", "NZD": "0.50", "PLN": "2.00",
     "RON": "2.00", "SEK": "3.00", "SGD": "0.50", "THB": "10",
 }
@@ -214,9 +290,12 @@ def _items(value: str | Iterable[Any]) -> list[str]:
 
 def _decimal(value: Any, name: str) -> Decimal:
     try:
-        return Decimal(str(value).strip())
+        number = Decimal(str(value).strip())
     except InvalidOperation as exc:
         raise StripeSettingsError(f"{name} must be a number, like 10 or 2.50") from exc
+    if not number.is_finite():
+        raise StripeSettingsError(f"{name} must be a number, like 10 or 2.50, not {value}")
+    return number
 
 
 def donation_settings() -> DonationSettings:
@@ -225,11 +304,14 @@ def donation_settings() -> DonationSettings:
 
 
 def _read_donation_settings(config: Any) -> DonationSettings:
-    currencies = tuple(code.upper() for code in _items(config["DONATION_CURRENCIES"]))
-    default = str(config["DONATION_DEFAULT_CURRENCY"]).strip().upper()
+    codes = [code.upper() for code in _items(config["DONATION_CURRENCIES"])]
+    currencies = tuple(_currency(code, "DONATION_CURRENCIES") for code in codes)
+    default = _currency(
+        str(config["DONATION_DEFAULT_CURRENCY"]).strip().upper(), "DONATION_DEFAULT_CURRENCY"
+    )
     if default not in currencies:
         currencies = (default, *currencies)
-    return DonationSettings(
+    settings = DonationSettings(
         currencies=currencies,
         default_currency=default,
         presets=tuple(_decimal(p, "DONATION_PRESETS") for p in _items(config["DONATION_PRESETS"])),
@@ -238,6 +320,25 @@ def _read_donation_settings(config: Any) -> DonationSettings:
         fee_percent=_decimal(config["DONATION_FEE_PERCENT"], "DONATION_FEE_PERCENT"),
         fee_fixed=_decimal(config["DONATION_FEE_FIXED"], "DONATION_FEE_FIXED"),
     )
+    if not 0 <= settings.fee_percent < 100:
+        raise StripeSettingsError(
+            "DONATION_FEE_PERCENT must be at least 0 and below 100, like 1.5 (for 1.5%)"
+        )
+    if settings.fee_fixed < 0:
+        raise StripeSettingsError("DONATION_FEE_FIXED must be 0 or more, like 0.25")
+    if settings.minimum <= 0:
+        raise StripeSettingsError("DONATION_MIN must be more than 0, like 1")
+    if settings.maximum < settings.minimum:
+        raise StripeSettingsError(
+            f"DONATION_MAX ({settings.maximum}) must be at least DONATION_MIN ({settings.minimum})"
+        )
+    for preset in settings.presets:
+        if not settings.minimum <= preset <= settings.maximum:
+            raise StripeSettingsError(
+                f"DONATION_PRESETS: {preset} is outside DONATION_MIN ({settings.minimum}) "
+                f"to DONATION_MAX ({settings.maximum})"
+            )
+    return settings
 
 
 # --------------------------------------------------------------------------- checkout
@@ -258,13 +359,22 @@ class DonationInput:
 
 
 class CheckoutUnavailable(Exception):
-    """Stripe could not start Checkout; the donor can try again."""
+    """Stripe could not start Checkout.
 
-    def __init__(self, status: int, reference: str, request_id: str | None) -> None:
+    passing: the trouble usually passes (the network, Stripe's own servers, its rate limit),
+    so the donor may try again. Otherwise Stripe refused the request itself (a 4xx: a key,
+    a parameter, an idempotency key): trying again would fail the same way until someone
+    puts the settings or the code right.
+    """
+
+    def __init__(
+        self, status: int, reference: str, request_id: str | None, *, passing: bool = True
+    ) -> None:
         super().__init__(f"checkout unavailable for donation {reference}")
         self.status = status
         self.reference = reference
         self.request_id = request_id
+        self.passing = passing
 
 
 DEDICATION_LABELS = {"honour": "In honour of", "memory": "In memory of"}
@@ -358,26 +468,42 @@ def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> 
         )
         session_id, url = str(session["id"]), str(session["url"])
     except (stripe.StripeError, KeyError) as exc:
-        request_id = getattr(exc, "request_id", None)
-        current_app.logger.error(
-            "stripe: could not start checkout for donation %s: %s: %s (stripe request id %s)",
-            donation.reference,
-            type(exc).__name__,
-            getattr(exc, "user_message", None) or exc,
-            request_id or "none",
-        )
-        donation.advance(DonationStatus.NOT_STARTED)
-        status = getattr(exc, "http_status", None)
-        if isinstance(status, int) and status >= 500 and _safe_request_id(request_id):
-            donation.failure_reason = SERVER_ERROR_NOTE + request_id
-        db.session.commit()
-        busy = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
-        raise CheckoutUnavailable(503 if busy else 502, donation.reference, request_id) from exc
+        _checkout_failed(donation, exc)
     # A retry a day later (Stripe has forgotten the key) makes a new session: follow it.
     donation.stripe_session_id = session_id
     donation.advance(DonationStatus.OPEN)
     db.session.commit()
     return url
+
+
+def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
+    """Record a gift as not started, log why, and tell the view what the donor should see."""
+    request_id = getattr(exc, "request_id", None)
+    status = getattr(exc, "http_status", None)
+    # A 4xx other than a rate limit answers the same way however often it is asked.
+    refused = (
+        isinstance(exc, stripe.StripeError)
+        and isinstance(status, int)
+        and 400 <= status < 500
+        and not isinstance(exc, stripe.RateLimitError)
+    )
+    current_app.logger.log(
+        logging.ERROR if refused else logging.WARNING,
+        "stripe: %s checkout for donation %s: %s: %s (stripe request id %s)",
+        "refused the" if refused else "could not start",
+        donation.reference,
+        type(exc).__name__,
+        getattr(exc, "user_message", None) or exc,
+        request_id or "none",
+    )
+    donation.advance(DonationStatus.NOT_STARTED)
+    if isinstance(status, int) and status >= 500 and _safe_request_id(request_id):
+        donation.failure_reason = SERVER_ERROR_NOTE + request_id
+    db.session.commit()
+    busy = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
+    raise CheckoutUnavailable(
+        503 if busy else 502, donation.reference, request_id, passing=not refused
+    ) from exc
 
 
 def _safe_request_id(request_id: Any) -> bool:
@@ -732,21 +858,57 @@ HANDLERS: dict[str, Callable[[dict[str, Any], dict[str, Any]], str]] = {
 # --------------------------------------------------------------------------- the form's edge
 
 _AMOUNT = re.compile(r"(\d{1,9})(?:[.,](\d+))?")
+# An amount with a currency code before or after it: "EUR 30", "30 eur".
+_WITH_CODE = re.compile(r"([A-Za-z]{3})?([\d.,]+)([A-Za-z]{3})?")
+
+# The signs a donor may type before or after an amount, and the currencies each can mean.
+# fmt: off
+SIGNS = {
+    "€": frozenset({"EUR"}),
+    "£": frozenset({"GBP", "GIP", "FKP", "SHP"}),
+    "¥": frozenset({"JPY", "CNY"}),
+    "$": frozenset({
+        "USD", "AUD", "BBD", "BMD", "BND", "BSD", "BZD", "CAD", "FJD", "GYD", "HKD", "JMD",
+        "KYD", "LRD", "MXN", "NAD", "NZD", "SBD", "SGD", "SRD", "TTD", "XCD",
+    }),
+}
+# fmt: on
 
 
 def parse_amount(text: str, currency: str) -> Decimal:
-    """What a donor typed as a Decimal in major units; ValueError with a plain message."""
+    """What a donor typed as a Decimal in major units; ValueError with a plain message.
+
+    A currency sign or code that is not the chosen currency's is refused rather than
+    ignored: "$25" with EUR chosen is not €25.
+    """
+    code = currency.upper()
     cleaned = text.strip().replace("\u00a0", "").replace(" ", "")
-    cleaned = cleaned.removeprefix(currency.upper()).strip("€£$¥")
+    for sign, meant in SIGNS.items():
+        if sign in cleaned:
+            if code not in meant:
+                raise ValueError(
+                    f"You typed {sign} but chose {code}. Choose the currency you meant, "
+                    "or enter the amount without a sign."
+                )
+            cleaned = cleaned.strip(sign)
+    with_code = _WITH_CODE.fullmatch(cleaned)
+    if with_code:
+        for typed in (with_code.group(1), with_code.group(3)):
+            if typed and typed.upper() != code:
+                raise ValueError(
+                    f"You typed {typed.upper()} but chose {code}. Choose the currency you "
+                    "meant, or enter the amount without a currency."
+                )
+        cleaned = with_code.group(2)
     match = _AMOUNT.fullmatch(cleaned)
     if not match:
         raise ValueError("Enter an amount in numbers, like 30 or 30.50.")
     whole, fraction = match.group(1), match.group(2) or ""
-    digits = exponent(currency)
+    digits = exponent(code)
     if len(fraction) == 3:
         raise ValueError("Enter the amount without a thousands separator, like 1000 or 30.50.")
     if len(fraction) > digits:
         if digits == 0:
-            raise ValueError(f"Enter a whole number: {currency.upper()} has no smaller unit.")
+            raise ValueError(f"Enter a whole number: {code} has no smaller unit.")
         raise ValueError("Enter at most two decimal places, like 30.50.")
     return Decimal(f"{whole}.{fraction or '0'}")

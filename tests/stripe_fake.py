@@ -49,7 +49,8 @@ class FakeStripe(stripe.HTTPClient):
     """Answers the stripe library like Stripe's API would, without a network.
 
     Each request is recorded. Checkout sessions are created from the posted parameters;
-    a repeated idempotency key gets the first answer again, as Stripe's API does.
+    a repeated idempotency key gets the first answer again, as Stripe's API does, and a key
+    used again with different parameters gets Stripe's 400 idempotency_error.
     """
 
     requests: list[WireRequest] = field(default_factory=list)
@@ -60,6 +61,7 @@ class FakeStripe(stripe.HTTPClient):
     def __post_init__(self) -> None:
         super().__init__()
         self._answers: dict[str, tuple[str, int, dict[str, str]]] = {}
+        self._bodies: dict[str, str] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -70,6 +72,7 @@ class FakeStripe(stripe.HTTPClient):
     def forget_keys(self) -> None:
         """A day has passed: Stripe no longer remembers earlier idempotency keys."""
         self._answers.clear()
+        self._bodies.clear()
 
     def drop_next(self) -> None:
         """Make the next request fail as if the network were down."""
@@ -91,6 +94,8 @@ class FakeStripe(stripe.HTTPClient):
             request_id = f"req_fake_{next(self._ids)}"
             key = wire.headers.get("Idempotency-Key")
             if key and key in self._answers:
+                if self._bodies[key] != body:
+                    return self._idempotency_error(key, request_id)
                 return self._answers[key]
             if self.failures:
                 failure = self.failures.pop(0)
@@ -102,12 +107,25 @@ class FakeStripe(stripe.HTTPClient):
                 failed = (answer, status, headers)
                 if status >= 500 and key:
                     # Stripe keeps a 500 under its idempotency key and replays it for 24 hours.
-                    self._answers[key] = failed
+                    self._answers[key], self._bodies[key] = failed, body
                 return failed
             answer = (json.dumps(self._answer(wire)), 200, {"request-id": request_id})
             if key:
-                self._answers[key] = answer
+                self._answers[key], self._bodies[key] = answer, body
             return answer
+
+    @staticmethod
+    def _idempotency_error(key: str, request_id: str) -> tuple[str, int, dict[str, str]]:
+        error = {
+            "type": "idempotency_error",
+            "message": (
+                f"Keys for idempotent requests can only be used with the same parameters they "
+                f"were first used with. Try using a key other than '{key}' if you meant to "
+                f"execute a different request."
+            ),
+        }
+        headers = {"request-id": request_id, "stripe-should-retry": "false"}
+        return json.dumps({"error": error}), 400, headers
 
     def request_stream(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError

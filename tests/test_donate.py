@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import re
+import socket
+import threading
 import time
 from typing import Any
 
@@ -143,19 +145,19 @@ def test_monthly_gift_is_a_subscription_with_an_inline_monthly_price(
         ("30.5", 3050),
         ("30,50", 3050),
         ("€ 1 000", 100_000),
+        ("30 €", 3000),
+        ("EUR 30", 3000),
+        ("30eur", 3000),
         ("1", 100),
         ("10000", 1_000_000),
     ],
 )
 def test_other_amount_is_read_as_decimal_and_stored_in_cents(
-    stripe_app: Flask, stripe_client: FlaskClient, typed: str, minor: int | None
+    stripe_app: Flask, stripe_client: FlaskClient, typed: str, minor: int
 ) -> None:
     response = post_form(
         stripe_client, "/donate", {**ONE_TIME, "amount": "other", "other_amount": typed}
     )
-    if minor is None:
-        assert response.status_code == 422
-        return
     assert response.status_code == 303
     assert donations(stripe_app)[0].amount == minor
 
@@ -166,6 +168,42 @@ def test_an_amount_typed_in_wins_over_a_preset_left_selected(
     response = post_form(stripe_client, "/donate", {**ONE_TIME, "other_amount": "42"})
     assert response.status_code == 303
     assert donations(stripe_app)[0].amount == 4200
+
+
+@pytest.mark.parametrize(
+    ("currency", "typed", "sign"),
+    [("EUR", "$25", "$"), ("EUR", "25 USD", "USD"), ("USD", "£25", "£"), ("GBP", "€25", "€"),
+     ("EUR", "chf 25", "CHF")],
+)  # fmt: skip
+def test_an_amount_typed_with_another_currency_is_refused_not_converted(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    fake_stripe: FakeStripe,
+    currency: str,
+    typed: str,
+    sign: str,
+) -> None:
+    # "$25" with EUR chosen would otherwise be charged as €25.
+    data = {**ONE_TIME, "currency": currency, **other(typed)}
+    response = post_form(stripe_client, "/donate", data)
+    assert response.status_code == 422
+    error = response.text.split('id="other_amount-error"')[1].split("</p>")[0]
+    assert f"You typed {sign} but chose {currency}" in error
+    assert count(stripe_app) == 0
+    assert fake_stripe.requests == []
+
+
+def test_the_chosen_currency_s_own_sign_is_welcome(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    for currency, typed in (("USD", "$25"), ("GBP", "£25"), ("EUR", "25€")):
+        data = {**ONE_TIME, "currency": currency, **other(typed)}
+        assert post_form(stripe_client, "/donate", data).status_code == 303
+    assert [(d.currency, d.amount) for d in donations(stripe_app)] == [
+        ("USD", 2500),
+        ("GBP", 2500),
+        ("EUR", 2500),
+    ]
 
 
 def test_covering_the_fee_adds_the_estimate_so_the_gift_arrives_whole(
@@ -216,14 +254,14 @@ def test_no_gift_is_smaller_than_stripe_takes_in_its_currency(
 ) -> None:
     # A minimum configured below Stripe's own would only fail at Stripe, after the donor
     # had chosen; the form asks for Stripe's smallest charge instead, preset or typed.
-    app = make_app(**stripe_config, DONATION_MIN="0.10", DONATION_CURRENCIES="EUR,GBP,HUF")
+    app = make_app(**stripe_config, DONATION_MIN="0.10", DONATION_CURRENCIES="EUR,GBP,CZK")
     client = app.test_client()
     too_small = post_form(client, "/donate", {**ONE_TIME, "currency": "GBP", **other("0.29")})
     assert too_small.status_code == 422
     assert "smallest gift we can take online in GBP is £0.30" in too_small.text
-    preset = post_form(client, "/donate", {**ONE_TIME, "currency": "HUF", "amount": "100"})
+    preset = post_form(client, "/donate", {**ONE_TIME, "currency": "CZK", "amount": "10"})
     assert preset.status_code == 422
-    assert "smallest gift we can take online in HUF is HUF 175.00" in preset.text
+    assert "smallest gift we can take online in CZK is CZK 15.00" in preset.text
     assert fake_stripe.requests == []
 
     assert post_form(client, "/donate", {**ONE_TIME, **other("0.50")}).status_code == 303
@@ -318,11 +356,10 @@ def test_form_action_allows_stripe_checkout(client: FlaskClient) -> None:
     ("failure", "status"),
     [
         (lambda fake: fake.fail_next(500), 502),
-        (lambda fake: fake.fail_next(401, {"type": "invalid_request_error"}), 502),
         (lambda fake: fake.fail_next(429, {"type": "invalid_request_error"}), 503),
         (lambda fake: fake.drop_next(), 503),
     ],
-    ids=["api-error", "auth-error", "rate-limited", "network-down"],
+    ids=["api-error", "rate-limited", "network-down"],
 )  # fmt: skip
 def test_stripe_failure_is_a_calm_page_and_a_logged_request_id(
     stripe_app: Flask,
@@ -333,7 +370,7 @@ def test_stripe_failure_is_a_calm_page_and_a_logged_request_id(
     status: int,
 ) -> None:
     failure(fake_stripe)
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.WARNING):
         response = post_form(stripe_client, "/donate", ONE_TIME)
     assert response.status_code == status
     assert "We could not reach our payment provider" in response.text
@@ -347,11 +384,122 @@ def test_stripe_failure_is_a_calm_page_and_a_logged_request_id(
     assert "stripe request id" in logged
 
 
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [
+        (400, {"type": "invalid_request_error", "message": "Invalid currency: xyz"}),
+        (401, {"type": "invalid_request_error", "message": "Invalid API Key provided"}),
+        (403, {"type": "invalid_request_error", "message": "The key lacks the permission"}),
+        (400, {"type": "idempotency_error", "message": "Keys can only be used with the same"}),
+    ],
+    ids=["invalid-request", "authentication", "permission", "idempotency"],
+)
+def test_a_request_stripe_refuses_is_not_offered_as_something_to_try_again(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    fake_stripe: FakeStripe,
+    caplog: pytest.LogCaptureFixture,
+    status: int,
+    error: dict[str, str],
+) -> None:
+    # Asking again with the same key would be refused the same way: the donor is told
+    # plainly that giving online is not working, and the log says why, at error level.
+    fake_stripe.fail_next(status, error)
+    response = post_form(stripe_client, "/donate", ONE_TIME)
+    assert response.status_code == 502
+    assert "Giving online is not working right now" in response.text
+    assert "RENATE's team has been told" in response.text
+    assert "nothing was taken" in response.text
+    assert "Try again" not in response.text
+    assert "usually passes" not in response.text
+    assert "/donate/retry/" not in response.text
+    [donation] = donations(stripe_app)
+    assert donation.status == DonationStatus.NOT_STARTED
+    [record] = [r for r in caplog.records if donation.reference in r.getMessage()]
+    assert record.levelno == logging.ERROR
+    assert "stripe request id req_fake_1" in record.getMessage()
+    assert error["message"] in record.getMessage()
+
+
+def test_a_retry_whose_parameters_drifted_is_refused_as_stripe_would(
+    make_app: Any, stripe_config: dict[str, Any], fake_stripe: FakeStripe
+) -> None:
+    # The site's address changed between two attempts at one gift: the retry sends other
+    # return addresses under the same idempotency key, which Stripe refuses with a 400.
+    before = make_app(**{**stripe_config, "SITE_URL": "http://localhost"})
+    assert post_form(before.test_client(), "/donate", ONE_TIME).status_code == 303
+    [donation] = donations(before)
+    after = make_app(**{**stripe_config, "SITE_URL": "https://donate.example.org"})
+    client = after.test_client()
+    token = csrf_token(client.get("/donate").text)
+    retry = client.post(f"/donate/retry/{donation.reference}", data={"csrf_token": token})
+    assert retry.status_code == 502
+    assert "Giving online is not working right now" in retry.text
+    [first, second] = fake_stripe.requests
+    assert first.headers["Idempotency-Key"] == second.headers["Idempotency-Key"]
+    assert first.body != second.body
+
+
+@pytest.fixture
+def silent_stripe() -> Any:
+    """A local address that accepts connections and never answers, like a hung Stripe."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        listener.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}", held
+    stop.set()
+    thread.join(timeout=5)
+    for connection in held:
+        connection.close()
+    listener.close()
+
+
+def test_a_stripe_that_never_answers_gives_the_calm_page_within_the_timeout(
+    make_app: Any, silent_stripe: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The library's own HTTP client, as in production, with a short wait per attempt: the
+    # donor gets our page long before a web worker would be killed, and the gift is not started.
+    url, held = silent_stripe
+    app = make_app(
+        STRIPE_SECRET_KEY=TEST_KEY,
+        STRIPE_WEBHOOK_SECRET="whsec_unused",
+        STRIPE_API_BASE=url,
+        STRIPE_TIMEOUT=0.3,
+        STRIPE_MAX_NETWORK_RETRIES=1,
+    )
+    client = app.test_client()
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        response = post_form(client, "/donate", ONE_TIME)
+    waited = time.monotonic() - started
+    assert response.status_code == 503
+    assert "We could not reach our payment provider" in response.text
+    assert "nothing was taken" in response.text
+    assert "Try again" in response.text
+    assert len(held) == 2  # the first attempt and one retry, each given up on
+    assert 0.6 <= waited < 5
+    [donation] = donations(app)
+    assert donation.status == DonationStatus.NOT_STARTED
+    assert "APIConnectionError" in caplog.text
+    app.extensions["stripe_http_client"].close()
+
+
 def test_stripe_request_id_is_in_the_log(
     stripe_client: FlaskClient, fake_stripe: FakeStripe, caplog: pytest.LogCaptureFixture
 ) -> None:
     fake_stripe.fail_next(500)
-    with caplog.at_level(logging.ERROR):
+    with caplog.at_level(logging.WARNING):
         post_form(stripe_client, "/donate", ONE_TIME)
     assert "stripe request id req_fake_1" in caplog.text
 
@@ -574,6 +722,10 @@ def test_donation_posts_are_rate_limited(make_app, stripe_config: dict[str, Any]
 
 
 @pytest.mark.stripe_live
+@pytest.mark.skipif(
+    bool(os.environ.get("CI")),
+    reason="never in CI: this test reaches Stripe's real API over the network",
+)
 def test_a_real_test_mode_session_can_be_created(make_app) -> None:
     key = os.environ.get("STRIPE_TEST_SECRET_KEY", "")
     if not key:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
+import stripe
 from flask import Flask
 from sqlalchemy import select
 
@@ -95,3 +98,86 @@ def test_api_base_lets_a_fake_or_local_server_stand_in(
 def test_a_mistyped_donation_setting_stops_the_start_with_its_name(make_app) -> None:
     with pytest.raises(StripeSettingsError, match="DONATION_MIN must be a number"):
         make_app(DONATION_MIN="one euro")
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("DONATION_MIN", "NaN", "DONATION_MIN must be a number"),
+        ("DONATION_MAX", "Infinity", "DONATION_MAX must be a number"),
+        ("DONATION_FEE_PERCENT", "-inf", "DONATION_FEE_PERCENT must be a number"),
+        ("DONATION_PRESETS", "10,sNaN", "DONATION_PRESETS must be a number"),
+        ("DONATION_FEE_PERCENT", "100", "DONATION_FEE_PERCENT must be at least 0 and below 100"),
+        ("DONATION_FEE_PERCENT", "-1", "DONATION_FEE_PERCENT must be at least 0 and below 100"),
+        ("DONATION_FEE_FIXED", "-0.25", "DONATION_FEE_FIXED must be 0 or more"),
+        ("DONATION_MIN", "0", "DONATION_MIN must be more than 0"),
+        ("DONATION_MIN", "-5", "DONATION_MIN must be more than 0"),
+        ("DONATION_MAX", "0.5", "DONATION_MAX (0.5) must be at least DONATION_MIN (1)"),
+        ("DONATION_PRESETS", "10,25,50,20000", "DONATION_PRESETS: 20000 is outside"),
+        ("DONATION_PRESETS", "0.50,10", "DONATION_PRESETS: 0.50 is outside"),
+    ],
+)
+def test_a_donation_setting_out_of_range_stops_the_start_with_its_name(
+    make_app, setting: str, value: str, message: str
+) -> None:
+    # Each would otherwise reach donors: a fee of 100% divides by zero, a negative one
+    # charges less than the gift, a preset outside the limits is one nobody can choose.
+    with pytest.raises(StripeSettingsError, match=re.escape(message)):
+        make_app(**{setting: value})
+
+
+def test_settings_at_their_edges_are_accepted(make_app) -> None:
+    app = make_app(
+        DONATION_FEE_PERCENT="0",
+        DONATION_FEE_FIXED="0",
+        DONATION_MIN="5",
+        DONATION_MAX="5",
+        DONATION_PRESETS="5",
+    )
+    assert app.extensions["donation_settings"].presets == (Decimal(5),)
+
+
+@pytest.mark.parametrize("code", ["BHD", "JOD", "KWD", "OMR", "TND"])
+def test_a_three_decimal_currency_stops_the_start(make_app, code: str) -> None:
+    # 25.000 BHD is 25000 in Stripe's units; this site would send 2500 and take a tenth.
+    with pytest.raises(StripeSettingsError, match=f"DONATION_CURRENCIES: {code} has three"):
+        make_app(DONATION_CURRENCIES=f"EUR,{code}")
+    with pytest.raises(StripeSettingsError, match="ten times too little"):
+        make_app(DONATION_DEFAULT_CURRENCY=code)
+
+
+@pytest.mark.parametrize("code", ["ISK", "HUF", "TWD", "UGX"])
+def test_a_currency_with_special_rules_at_stripe_stops_the_start(make_app, code: str) -> None:
+    with pytest.raises(StripeSettingsError, match=f"cannot take gifts in {code}"):
+        make_app(DONATION_CURRENCIES=f"EUR,{code}")
+
+
+@pytest.mark.parametrize("code", ["EURO", "€", "E1R"])
+def test_a_currency_that_is_not_a_code_stops_the_start(make_app, code: str) -> None:
+    with pytest.raises(StripeSettingsError, match="not a three-letter currency code"):
+        make_app(DONATION_CURRENCIES=f"EUR,{code}")
+
+
+def test_the_stripe_client_gives_up_on_an_attempt_well_before_a_worker_is_killed(
+    make_app,
+) -> None:
+    app = make_app(STRIPE_SECRET_KEY="sk_test_abc123")
+    http_client = app.extensions["stripe_http_client"]
+    assert isinstance(http_client, stripe.RequestsClient)
+    connect, read = http_client._timeout
+    assert (connect, read) == (2.0, 5.0)
+    attempts = app.config["STRIPE_MAX_NETWORK_RETRIES"] + 1
+    assert attempts == 3
+    # Every attempt, and the library's pauses between them (at most 0.5 s then 1 s).
+    assert attempts * (connect + read) + 0.5 + 1.0 <= 25 < 30
+
+
+def test_a_timeout_the_workers_could_not_wait_for_stops_the_start(make_app) -> None:
+    with pytest.raises(StripeSettingsError, match="STRIPE_TIMEOUT=20 with STRIPE_MAX_NETWORK"):
+        make_app(STRIPE_SECRET_KEY="sk_test_abc123", STRIPE_TIMEOUT=20)
+    with pytest.raises(StripeSettingsError, match="could keep a donor waiting 42 seconds"):
+        make_app(STRIPE_SECRET_KEY="sk_test_abc123", STRIPE_MAX_NETWORK_RETRIES=4)
+    app = make_app(
+        STRIPE_SECRET_KEY="sk_test_abc123", STRIPE_TIMEOUT="10", STRIPE_MAX_NETWORK_RETRIES=0
+    )
+    assert app.extensions["stripe_http_client"]._timeout == (2.0, 10.0)

@@ -101,7 +101,8 @@ def _go_to_checkout(donation: Donation) -> Response | tuple[str, int]:
     try:
         url = start_checkout(donation, success_url=success_url, cancel_url=cancel_url)
     except CheckoutUnavailable as exc:
-        return render_template("donate/unavailable.html", donation=donation), exc.status
+        page = render_template("donate/unavailable.html", donation=donation, passing=exc.passing)
+        return page, exc.status
     return redirect(url, code=303)
 
 
