@@ -32,9 +32,10 @@ DEFAULTS: dict[str, Any] = {
     "RATELIMIT_HEADERS_ENABLED": True,
     "PLEDGE_RATE_LIMIT": "20 per minute;200 per day",
     "DONATE_RATE_LIMIT": "10 per minute",
-    "LOGIN_RATE_LIMIT": "10 per 15 minutes",
-    # Failed sign-ins for one account from anywhere: a short window, so a stranger
-    # guessing cannot keep a real admin out for long.
+    # Every sign-in attempt counts, successes too: room for a small office on one address.
+    "LOGIN_RATE_LIMIT": "20 per 15 minutes",
+    # Sign-in attempts for one account from anywhere, failed or not, except from browsers
+    # its admin has signed in from: a short window.
     "LOGIN_ACCOUNT_RATE_LIMIT": "5 per minute",
     "STRIPE_SECRET_KEY": "",
     "STRIPE_WEBHOOK_SECRET": "",
