@@ -307,7 +307,7 @@ class EraseForm(SiteForm):
     )
 
     def validate_confirm(self, field: StringField) -> None:
-        if (field.data or "").casefold() != (self.email.data or "").strip().casefold():
+        if (field.data or "").lower() != (self.email.data or "").strip().lower():
             raise ValidationError("That is not the same email address. Nothing was erased.")
 
 

@@ -24,21 +24,16 @@ from .models import (
     db,
     utcnow,
 )
-
-# Currencies whose amounts have no minor unit (ISO 4217 exponent 0).
-ZERO_DECIMAL = {"BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "VND", "XAF"}
+from .payments import exponent, to_major
+from .pledges import email_key
 
 # Money that reached us: a gift counts once paid, and stays counted if later ended.
 RECEIVED = (DonationStatus.PAID, DonationStatus.ENDED, DonationStatus.REFUNDED)
 
 
 def minor_to_text(amount: int, currency: str) -> str:
-    """Minor units as a plain decimal string, e.g. 2550 EUR -> "25.50"."""
-    if currency.upper() in ZERO_DECIMAL:
-        return str(amount)
-    sign = "-" if amount < 0 else ""
-    whole, cents = divmod(abs(amount), 100)
-    return f"{sign}{whole}.{cents:02d}"
+    """Minor units as a plain decimal string, e.g. 2550 EUR -> "25.50", 1000 JPY -> "1000"."""
+    return f"{to_major(amount, currency):.{exponent(currency)}f}"
 
 
 def money(amount: int, currency: str) -> str:
@@ -103,7 +98,7 @@ def filter_pledges(query: Select[Any], filters: PledgeFilters) -> Select[Any]:
         query = query.where(
             or_(
                 Pledge.name.icontains(filters.q, autoescape=True),
-                Pledge.email_key.contains(filters.q.strip().casefold(), autoescape=True),
+                Pledge.email_key.contains(email_key(filters.q), autoescape=True),
             )
         )
     query = _dates(query, Pledge.created_at, filters.since, filters.until)
@@ -295,18 +290,19 @@ class Person:
 
 def find_person(email: str) -> Person:
     """The pledge and donations made with this email address, whatever its case."""
-    key = email.strip().casefold()
+    key = email_key(email)
     pledge = db.session.scalar(select(Pledge).where(Pledge.email_key == key))
-    # SQL's lower() folds only ASCII on SQLite and never turns "ß" into "ss" as casefold()
-    # does, so the database narrows to the address's domain (stored in lower case) and
-    # Python compares whole addresses: an erasure must not miss a donation.
+    # How a database's lower() treats letters beyond ASCII depends on its build and
+    # locale, so the database narrows to the address's domain (stored in lower case) and
+    # Python compares whole addresses the way pledges are keyed: an erasure must not miss
+    # a donation.
     domain = email.strip().rpartition("@")[2].lower()
     candidates = db.session.scalars(
         select(Donation)
         .where(func.lower(Donation.donor_email).endswith("@" + domain, autoescape=True))
         .order_by(desc(Donation.created_at), desc(Donation.id))
     )
-    donations = [d for d in candidates if (d.donor_email or "").strip().casefold() == key]
+    donations = [d for d in candidates if email_key(d.donor_email or "") == key]
     return Person(email=email.strip(), pledge=pledge, donations=donations)
 
 
