@@ -232,7 +232,29 @@ class ChargeRefund(db.Model):
     charge_id: Mapped[str] = mapped_column(String(255), primary_key=True)
     donation_id: Mapped[int] = mapped_column(ForeignKey("donation.id"), index=True)
     amount_refunded: Mapped[int] = mapped_column(Integer)
+    # The charge's currency: only refunds in the gift's own currency add up to its total.
+    currency: Mapped[str] = mapped_column(String(3))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, onupdate=utcnow)
+
+
+class PendingEvent(db.Model):
+    """A refund or a month's payment that arrived before its gift could be known.
+
+    Kept with the Stripe ids that may later tie it to a gift, and applied when an event
+    teaches a gift one of them. Only the fields the webhook reads are kept, never names,
+    emails or addresses.
+    """
+
+    __tablename__ = "pending_event"
+
+    event_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    type: Mapped[str] = mapped_column(String(100))
+    payment_intent: Mapped[str | None] = mapped_column(String(255), index=True)
+    customer: Mapped[str | None] = mapped_column(String(255), index=True)
+    subscription: Mapped[str | None] = mapped_column(String(255), index=True)
+    invoice: Mapped[str | None] = mapped_column(String(255), index=True)
+    data: Mapped[str] = mapped_column(Text)  # JSON: the event's object, as little as is needed
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
 
 
 class WebhookEvent(db.Model):

@@ -92,6 +92,7 @@ def test_one_time_gift_goes_to_checkout_with_the_exact_parameters(
     ref = donation.reference
     assert wire.params == {
         "mode": "payment",
+        "adaptive_pricing[enabled]": "false",
         "submit_type": "donate",
         "line_items[0][quantity]": "1",
         "line_items[0][price_data][currency]": "eur",
@@ -127,6 +128,7 @@ def test_monthly_gift_is_a_subscription_with_an_inline_monthly_price(
     params = wire.params
     ref = donations(stripe_app)[0].reference
     assert params["mode"] == "subscription"
+    assert params["adaptive_pricing[enabled]"] == "false"
     assert params["line_items[0][price_data][recurring][interval]"] == "month"
     assert params["line_items[0][price_data][unit_amount]"] == "1200"
     assert params["line_items[0][price_data][currency]"] == "gbp"

@@ -9,18 +9,31 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+import time_machine
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import func, select
+from flask_migrate import upgrade
+from sqlalchemy import func, select, text
 
+from microsite import create_app
+from microsite import payments as payments_module
 from microsite.extensions import limiter
-from microsite.models import Donation, DonationPayment, DonationStatus, WebhookEvent, db
-from tests.conftest import LiveServer
-from tests.helpers import post_form
-from tests.stripe_fake import make_event, post_event, sign
+from microsite.models import (
+    ChargeRefund,
+    Donation,
+    DonationPayment,
+    DonationStatus,
+    PendingEvent,
+    WebhookEvent,
+    db,
+)
+from tests.conftest import TEST_DATABASE_URL, LiveServer, base_config
+from tests.helpers import csrf_token, post_form
+from tests.stripe_fake import FakeStripe, make_event, post_event, sign
 
 ONE_TIME = {"frequency": "one_time", "currency": "EUR", "amount": "25"}
 MONTHLY = {"frequency": "monthly", "currency": "EUR", "amount": "10"}
@@ -551,3 +564,387 @@ def test_a_partial_refund_repeated_in_a_new_event_is_not_counted_twice(
     send_event(make_event("charge.refunded", charge(1000, False)))  # another event id
     gift = donation(stripe_app)
     assert (gift.status, gift.amount_refunded) == (DonationStatus.PAID, 1000)
+
+
+# ------------------------------------------------------------ before the gift is known
+
+
+def pending(app: Flask) -> list[str]:
+    with app.app_context():
+        return list(db.session.scalars(select(PendingEvent.event_id)))
+
+
+def test_a_refund_that_overtakes_the_completion_is_applied_once_the_gift_is_known(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    # The charge carries no metadata; only the payment intent, which the completion teaches.
+    refund = make_event("charge.refunded", charge(2500, True))
+    response = send_event(refund)
+    assert response.status_code == 200  # Stripe must not retry for days
+    assert response.json == {"received": "pending"}
+    assert donation(stripe_app).amount_refunded == 0
+    assert pending(stripe_app) == [refund["id"]]
+
+    send_event(make_event("checkout.session.completed", session_object(*one_time)))
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.REFUNDED
+    assert (gift.amount_received, gift.amount_refunded) == (2500, 2500)
+    assert pending(stripe_app) == []
+    assert events(stripe_app)[refund["id"]] == "later: refunded"
+
+
+def test_a_monthly_refund_before_the_completion_counts_once_the_customer_is_known(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    # Newer API versions: a month's charge names only the customer.
+    month = charge(1000, True, id="ch_month", amount=1000, payment_intent="pi_month")
+    refund = make_event("charge.refunded", {**month, "customer": "cus_test_one"})
+    assert send_event(refund).json == {"received": "pending"}
+    send_event(make_event("checkout.session.completed", monthly_session(*monthly)))
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_received, gift.amount_refunded) == (
+        DonationStatus.PAID,
+        1000,
+        1000,
+    )
+    assert pending(stripe_app) == []
+    # Delivered again by Stripe: the event id is known, nothing counts twice.
+    assert send_event(refund).json == {"received": "duplicate"}
+    assert donation(stripe_app).amount_refunded == 1000
+
+
+def test_a_first_invoice_before_the_completion_is_counted_once(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    # Older API shape: the invoice names the subscription, which only the completion teaches.
+    first = {
+        "id": "in_test_first",
+        "object": "invoice",
+        "amount_paid": 1000,
+        "currency": "eur",
+        "customer": "cus_test_one",
+        "subscription": "sub_test_one",
+        "customer_email": "anna@example.org",
+        "customer_name": "Anna Novak",
+    }
+    early = make_event("invoice.paid", first)
+    assert send_event(early).json == {"received": "pending"}
+    with stripe_app.app_context():
+        kept = db.session.get(PendingEvent, early["id"]).data
+    assert "anna@example.org" not in kept and "Anna" not in kept  # only what is needed
+
+    send_event(make_event("checkout.session.completed", monthly_session(*monthly)))
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.PAID
+    assert gift.amount_received == 1000
+    assert payments(stripe_app) == [("in_test_first", 1000)]
+    assert events(stripe_app)[early["id"]] == "later: payment already counted"
+    assert pending(stripe_app) == []
+
+
+def test_a_kept_month_and_its_refund_both_follow_the_gift(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    # A second month paid and refunded, both before the first completion reaches us.
+    second = {
+        "id": "in_second",
+        "amount_paid": 1000,
+        "currency": "eur",
+        "subscription": "sub_test_one",
+    }
+    refund = charge(
+        400, False, id="ch_second", amount=1000, payment_intent="pi_2", invoice="in_second"
+    )
+    assert send_event(make_event("charge.refunded", refund)).json == {"received": "pending"}
+    assert send_event(make_event("invoice.paid", second)).json == {"received": "pending"}
+    send_event(make_event("checkout.session.completed", monthly_session(*monthly)))
+    gift = donation(stripe_app)
+    assert (gift.amount_received, gift.amount_refunded) == (2000, 400)
+    assert pending(stripe_app) == []
+
+
+def test_refunds_from_another_product_on_the_account_are_acknowledged_and_touch_nothing(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    stranger = charge(5000, True, id="ch_shop", payment_intent="pi_shop", customer="cus_shop")
+    assert send_event(make_event("charge.refunded", stranger)).status_code == 200
+    nothing_to_go_on = charge(300, True, id="ch_bare", payment_intent=None)
+    assert send_event(make_event("charge.refunded", nothing_to_go_on)).json == {
+        "received": "unmatched"
+    }
+    send_event(make_event("checkout.session.completed", session_object(*one_time)))
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_refunded) == (DonationStatus.PAID, 0)
+    assert len(pending(stripe_app)) == 1
+
+
+def test_an_event_kept_longer_than_anyone_could_teach_its_gift_is_forgotten(
+    stripe_app: Flask, send_event: Callable, caplog: pytest.LogCaptureFixture
+) -> None:
+    with time_machine.travel(datetime.now(UTC) - timedelta(days=91)):
+        old = make_event("charge.refunded", charge(100, True, id="ch_old", payment_intent="pi_x"))
+        send_event(old)
+    fresh = make_event("charge.refunded", charge(100, True, id="ch_new", payment_intent="pi_y"))
+    with caplog.at_level(logging.WARNING):
+        send_event(fresh)
+    assert pending(stripe_app) == [fresh["id"]]
+    assert old["id"] in caplog.text
+
+
+needs_postgres = pytest.mark.skipif(
+    not TEST_DATABASE_URL,
+    reason="SQLite lets one writer at a time in, so these two events cannot overlap there",
+)
+
+
+@needs_postgres
+def test_a_refund_whose_gift_becomes_known_while_it_is_being_kept_is_applied(
+    stripe_app: Flask, stripe_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference, session_id = start(stripe_client, ONE_TIME)
+    completed = make_event("checkout.session.completed", session_object(reference, session_id))
+    looked = payments_module._charge_donation
+
+    def completion_lands_meanwhile(obj: dict[str, Any], *, lock: bool = True) -> Any:
+        found = looked(obj, lock=lock)
+        if lock and found is None:
+            # Between this look and the keeping, the completion commits from another worker.
+            other = threading.Thread(target=post_event, args=(stripe_app.test_client(), completed))
+            other.start()
+            other.join(timeout=30)
+        return found
+
+    monkeypatch.setattr(payments_module, "_charge_donation", completion_lands_meanwhile)
+    refund = make_event("charge.refunded", charge(2500, True))
+    assert post_event(stripe_client, refund).json == {"received": "refunded"}
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_refunded) == (DonationStatus.REFUNDED, 2500)
+    assert pending(stripe_app) == []
+
+
+@needs_postgres
+def test_a_completion_waits_for_a_refund_being_kept_and_then_applies_it(
+    stripe_app: Flask, stripe_client: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reference, session_id = start(stripe_client, ONE_TIME)
+    completed = make_event("checkout.session.completed", session_object(reference, session_id))
+    keep = payments_module._keep_pending
+    others: list[threading.Thread] = []
+
+    def completion_arrives_meanwhile(*args: Any) -> str:
+        outcome = keep(*args)
+        db.session.flush()  # kept, not yet committed
+        other = threading.Thread(target=post_event, args=(stripe_app.test_client(), completed))
+        other.start()
+        others.append(other)
+        time.sleep(0.5)  # long enough for the completion to reach its look at kept events
+        return outcome
+
+    monkeypatch.setattr(payments_module, "_keep_pending", completion_arrives_meanwhile)
+    refund = make_event("charge.refunded", charge(2500, True))
+    assert post_event(stripe_client, refund).json == {"received": "pending"}
+    others[0].join(timeout=30)
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_refunded) == (DonationStatus.REFUNDED, 2500)
+    assert pending(stripe_app) == []
+
+
+# --------------------------------------------------------------------------- currencies
+
+
+def test_a_payment_in_another_currency_is_kept_but_never_added_to_the_gift(
+    stripe_app: Flask,
+    send_event: Callable,
+    one_time: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    paid_in_dollars = session_object(*one_time, currency="usd", amount_total=2700)
+    with caplog.at_level(logging.ERROR):
+        response = send_event(make_event("checkout.session.completed", paid_in_dollars))
+    assert response.json == {"received": "paid in USD, not counted"}
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.PAID
+    assert gift.amount_received == 0  # €25.00 is not 2700 of anything in euros
+    with stripe_app.app_context():
+        kept = db.session.execute(select(DonationPayment.amount, DonationPayment.currency)).all()
+    assert [tuple(row) for row in kept] == [(2700, "USD")]
+    assert (
+        f"donation {gift.reference}" in caplog.text and "in USD, not the gift's EUR" in caplog.text
+    )
+
+
+def test_a_month_or_a_refund_in_another_currency_is_not_added_to_the_totals(
+    stripe_app: Flask,
+    send_event: Callable,
+    monthly: tuple[str, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    reference, session_id = monthly
+    send_event(make_event("checkout.session.completed", monthly_session(reference, session_id)))
+    in_pounds = invoice(reference, "in_test_second", 900, currency="gbp")
+    assert send_event(make_event("invoice.paid", in_pounds)).json == {
+        "received": "payment in GBP, not counted"
+    }
+    month = {"amount": 1000, "customer": "cus_test_one"}
+    send_event(make_event("charge.refunded", charge(1000, True, id="ch_eur", **month)))
+    with caplog.at_level(logging.ERROR):
+        refund = charge(900, True, id="ch_gbp", currency="gbp", **month)
+        assert send_event(make_event("charge.refunded", refund)).json == {
+            "received": "refunded in part in GBP, not counted"
+        }
+    gift = donation(stripe_app)
+    assert (gift.amount_received, gift.amount_refunded) == (1000, 1000)
+    assert "refund of charge ch_gbp is in GBP, not the gift's EUR" in caplog.text
+
+
+# --------------------------------------------------------------------------- old sessions
+
+
+def _retry_with_a_new_session(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> tuple[str, str, str]:
+    """A gift whose first session Stripe has forgotten: a retry made a second one."""
+    reference, first = start(stripe_client, ONE_TIME)
+    fake_stripe.forget_keys()
+    page = stripe_client.get(f"/donate/cancelled?ref={reference}")
+    retry = stripe_client.post(
+        f"/donate/retry/{reference}", data={"csrf_token": csrf_token(page.text)}
+    )
+    second = retry.headers["Location"].rsplit("/", 1)[1]
+    assert second != first
+    return reference, first, second
+
+
+@pytest.mark.parametrize(
+    "kind", ["checkout.session.expired", "checkout.session.async_payment_failed"]
+)
+def test_the_end_of_an_old_session_does_not_end_the_gift(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    fake_stripe: FakeStripe,
+    send_event: Callable,
+    kind: str,
+) -> None:
+    reference, first, second = _retry_with_a_new_session(stripe_app, stripe_client, fake_stripe)
+    old = session_object(reference, first, status="expired", payment_status="unpaid")
+    assert send_event(make_event(kind, old)).json == {"received": "ignored: old session"}
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.OPEN  # the donor is paying on the new session
+    assert gift.stripe_session_id == second
+    page = stripe_client.get(f"/donate/thanks?session_id={second}")
+    assert "being processed" in page.text
+
+    # The new session's own end still counts.
+    new = session_object(reference, second, status="expired", payment_status="unpaid")
+    assert send_event(make_event(kind, new)).status_code == 200
+    assert donation(stripe_app).status in (DonationStatus.ABANDONED, DonationStatus.FAILED)
+
+
+def test_a_payment_on_an_old_session_still_counts(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe, send_event: Callable
+) -> None:
+    reference, first, _ = _retry_with_a_new_session(stripe_app, stripe_client, fake_stripe)
+    assert send_event(
+        make_event("checkout.session.completed", session_object(reference, first))
+    ).json == {"received": "paid"}
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_received) == (DonationStatus.PAID, 2500)
+    # The donor comes back from the session they paid on, and is thanked.
+    page = stripe_client.get(f"/donate/thanks?session_id={first}")
+    assert "Thank you for your gift" in page.text
+
+
+# --------------------------------------------------------------------------- each path alone
+
+
+def test_the_first_invoice_alone_marks_a_monthly_gift_paid(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    send_event: Callable,
+    monthly: tuple[str, str],
+) -> None:
+    # The completion may be late or lost: the first month's invoice is enough.
+    reference, session_id = monthly
+    first = invoice(reference, "in_test_first", billing_reason="subscription_create")
+    assert send_event(make_event("invoice.paid", first)).json == {"received": "payment recorded"}
+    gift = donation(stripe_app)
+    assert gift.status == DonationStatus.PAID
+    assert gift.paid_at is not None
+    assert gift.amount_received == 1000
+    page = stripe_client.get(f"/donate/thanks?session_id={session_id}")
+    assert "Thank you for your gift" in page.text
+
+
+def test_a_one_time_refund_is_matched_by_the_reference_its_charge_carries(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    # Stripe copies the payment intent's metadata onto its charge: the reference alone finds
+    # the gift, even before (or without) the completion that teaches the payment intent.
+    reference, _ = one_time
+    metadata = {"donation_reference": reference, "frequency": "one_time"}
+    refund = charge(2500, True, payment_intent="pi_not_yet_known", metadata=metadata)
+    assert send_event(make_event("charge.refunded", refund)).json == {"received": "refunded"}
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_refunded) == (DonationStatus.REFUNDED, 2500)
+    assert pending(stripe_app) == []
+
+
+# --------------------------------------------------------------------------- locks
+
+
+@pytest.mark.parametrize("matched_by", ["customer", "invoice"])
+def test_refunds_of_several_months_at_once_add_up(
+    stripe_app: Flask, stripe_client: FlaskClient, send_event: Callable, matched_by: str
+) -> None:
+    # Each refund sums the gift's charges: without the lock on the gift, two at once each
+    # see only their own charge and the later write loses the other's amount.
+    reference, session_id = start(stripe_client, MONTHLY)
+    send_event(make_event("checkout.session.completed", monthly_session(reference, session_id)))
+    months, rounds = 6, 3
+    for n in range(months * rounds):
+        send_event(make_event("invoice.paid", invoice(reference, f"in_month_{n}")))
+    server = LiveServer(stripe_app).start()
+    expected = 0
+    try:
+        for round_ in range(rounds):
+            bodies = []
+            for n in range(round_ * months, (round_ + 1) * months):
+                amount = 100 + n
+                expected += amount
+                link = {"customer": "cus_test_one"}
+                if matched_by == "invoice":
+                    link = {"customer": None, "invoice": f"in_month_{n}"}
+                refund = charge(
+                    amount, False, id=f"ch_month_{n}", amount=1000, payment_intent=None, **link
+                )
+                bodies.append(json.dumps(make_event("charge.refunded", refund)).encode())
+            assert _deliver_at_once(server, bodies) == [200] * months
+            assert donation(stripe_app).amount_refunded == expected
+    finally:
+        server.stop()
+
+
+def test_refunds_kept_before_currencies_were_recorded_still_count(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'refunds.db'}"
+    app = create_app(base_config(url, tmp_path))
+    with app.app_context():
+        upgrade(revision="0005")
+        db.session.execute(
+            text(
+                "INSERT INTO donation (reference, amount, fee_covered, currency, frequency,"
+                " status, livemode, anonymous, amount_received, amount_refunded, created_at,"
+                " updated_at) VALUES ('r', 1000, 0, 'GBP', 'monthly', 'paid', 0, 0, 2000, 300,"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+        db.session.execute(
+            text(
+                "INSERT INTO charge_refund (charge_id, donation_id, amount_refunded, updated_at)"
+                " VALUES ('ch_1', 1, 300, '2026-01-01 00:00:00')"
+            )
+        )
+        db.session.commit()
+        upgrade()
+        assert db.session.get(ChargeRefund, "ch_1").currency == "GBP"
+        db.session.remove()
+        db.engine.dispose()
