@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_API_BASE": "",
     "STRIPE_ALLOW_LIVE": False,
     "STRIPE_MAX_NETWORK_RETRIES": 2,
+    "STRIPE_TIMEOUT": "5",  # seconds per attempt; a string, so 2.5 reads as it is written
     "DONATION_CURRENCIES": "EUR,GBP,USD,CHF",
     "DONATION_DEFAULT_CURRENCY": "EUR",
     "DONATION_PRESETS": "10,25,50,100",

@@ -25,11 +25,13 @@ def test_environment_overrides_defaults(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example/renate")
     monkeypatch.setenv("STRIPE_ALLOW_LIVE", "1")
     monkeypatch.setenv("ADMIN_IDLE_MINUTES", "15")
+    monkeypatch.setenv("STRIPE_TIMEOUT", "2.5")
     config = load(tmp_path, None)
     assert config["SECRET_KEY"] == "from-env"
     assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u:p@db.example/renate"
     assert config["STRIPE_ALLOW_LIVE"] is True
     assert config["ADMIN_IDLE_MINUTES"] == 15
+    assert config["STRIPE_TIMEOUT"] == "2.5"
     assert not (tmp_path / "secret_key").exists()
 
 

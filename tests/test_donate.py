@@ -330,6 +330,17 @@ def test_a_forged_preset_is_refused_quickly(
     assert fake_stripe.requests == []
 
 
+def test_honeypot_with_other_mistakes_goes_nowhere_too(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    data = {**ONE_TIME, "amount": "7", "homepage": "http://spam.example"}
+    response = post_form(stripe_client, "/donate", data)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/donate"
+    assert count(stripe_app) == 0
+    assert fake_stripe.requests == []
+
+
 def test_honeypot_goes_nowhere_and_stores_nothing(
     stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
 ) -> None:

@@ -115,10 +115,12 @@ def _form_page(form: DonationForm, status: int = 200, **extra: object) -> tuple[
 def donate() -> Response | tuple[str, int]:
     """Show the form; on POST, record the gift and send the donor to Stripe Checkout."""
     form = DonationForm()
+    if form.is_submitted() and form.homepage.data:
+        # The honeypot: a person never fills it in. The same quiet answer whatever else
+        # was sent, so a card-testing bot learns nothing from it.
+        return redirect(url_for("donate.donate"), code=303)
     if not form.validate_on_submit():
         return _form_page(form, 422 if form.is_submitted() else 200)
-    if form.homepage.data:  # the honeypot: a person never fills it in
-        return redirect(url_for("donate.donate"), code=303)
     if not payments_configured():
         return _form_page(form, 503, not_configured=True)
     donation = record_donation(
