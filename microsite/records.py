@@ -16,9 +16,12 @@ from sqlalchemy import Select, delete, desc, func, or_, select, text
 
 from .models import (
     AuditLog,
+    ChargeRefund,
     Donation,
+    DonationPayment,
     DonationStatus,
     Frequency,
+    PendingEvent,
     Pledge,
     PrayerRhythm,
     db,
@@ -242,6 +245,45 @@ def dashboard() -> dict[str, Any]:
         "live": _donation_summary(live=True),
         "test": _donation_summary(live=False),
         "recent": recent[:10],
+        "attention": needs_a_look(),
+    }
+
+
+def needs_a_look() -> dict[str, Any]:
+    """Money the totals leave out on purpose, for staff to check in the Stripe Dashboard.
+
+    Stripe events still waiting for the gift they belong to, and payments or refunds made
+    in a currency other than their gift's (kept, never added to its totals).
+    """
+    waiting, oldest = db.session.execute(
+        select(func.count(PendingEvent.event_id), func.min(PendingEvent.received_at))
+    ).one()
+    payments = db.session.execute(
+        select(
+            Donation.reference, Donation.livemode, DonationPayment.amount, DonationPayment.currency
+        )
+        .join(Donation, DonationPayment.donation_id == Donation.id)
+        .where(DonationPayment.currency != Donation.currency)
+        .order_by(desc(DonationPayment.created_at))
+        .limit(20)
+    ).all()
+    refunds = db.session.execute(
+        select(
+            Donation.reference,
+            Donation.livemode,
+            ChargeRefund.amount_refunded,
+            ChargeRefund.currency,
+        )
+        .join(Donation, ChargeRefund.donation_id == Donation.id)
+        .where(ChargeRefund.currency != Donation.currency)
+        .order_by(desc(ChargeRefund.updated_at))
+        .limit(20)
+    ).all()
+    return {
+        "waiting": waiting or 0,
+        "oldest": oldest,
+        "other_currency": [("payment", *row) for row in payments]
+        + [("refund", *row) for row in refunds],
     }
 
 

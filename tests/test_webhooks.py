@@ -948,3 +948,18 @@ def test_refunds_kept_before_currencies_were_recorded_still_count(tmp_path) -> N
         assert db.session.get(ChargeRefund, "ch_1").currency == "GBP"
         db.session.remove()
         db.engine.dispose()
+
+
+def test_the_dashboard_shows_money_left_out_of_the_totals(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str], admin_client: FlaskClient
+) -> None:
+    assert "Needs a look" not in admin_client.get("/admin/").text
+    early = charge(500, False, id="ch_early", payment_intent="pi_unknown", customer="cus_unknown")
+    send_event(make_event("charge.refunded", early))
+    paid_in_dollars = session_object(*one_time, currency="usd", amount_total=2700)
+    send_event(make_event("checkout.session.completed", paid_in_dollars))
+
+    html = admin_client.get("/admin/").text
+    assert "Needs a look" in html
+    assert "<strong>1 Stripe event</strong>" in html
+    assert f"Payment of 27.00 USD on gift <code>{one_time[0]}</code>" in html
