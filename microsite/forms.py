@@ -25,7 +25,7 @@ from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from .models import PRAYER_RHYTHM_LABELS, Frequency
-from .payments import donation_settings, format_money, parse_amount, to_minor
+from .money import donation_settings, format_money, parse_amount, to_minor
 
 CONSENT_TEXT = (
     "I agree that RENATE may keep my name, email address and this pledge, which shows my "

@@ -27,7 +27,7 @@ from .models import (
     db,
     utcnow,
 )
-from .payments import exponent, to_major
+from .money import exponent, to_major
 from .pledges import email_key
 
 # Money that reached us: a gift counts once paid, and stays counted if later ended.

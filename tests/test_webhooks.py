@@ -19,8 +19,7 @@ from flask.testing import FlaskClient
 from flask_migrate import upgrade
 from sqlalchemy import func, select, text
 
-from microsite import create_app
-from microsite import payments as payments_module
+from microsite import create_app, ledger
 from microsite.extensions import limiter
 from microsite.models import (
     ChargeRefund,
@@ -703,7 +702,7 @@ def test_a_refund_whose_gift_becomes_known_while_it_is_being_kept_is_applied(
 ) -> None:
     reference, session_id = start(stripe_client, ONE_TIME)
     completed = make_event("checkout.session.completed", session_object(reference, session_id))
-    looked = payments_module._charge_donation
+    looked = ledger._charge_donation
 
     def completion_lands_meanwhile(obj: dict[str, Any], *, lock: bool = True) -> Any:
         found = looked(obj, lock=lock)
@@ -714,7 +713,7 @@ def test_a_refund_whose_gift_becomes_known_while_it_is_being_kept_is_applied(
             other.join(timeout=30)
         return found
 
-    monkeypatch.setattr(payments_module, "_charge_donation", completion_lands_meanwhile)
+    monkeypatch.setattr(ledger, "_charge_donation", completion_lands_meanwhile)
     refund = make_event("charge.refunded", charge(2500, True))
     assert post_event(stripe_client, refund).json == {"received": "refunded"}
     gift = donation(stripe_app)
@@ -728,7 +727,7 @@ def test_a_completion_waits_for_a_refund_being_kept_and_then_applies_it(
 ) -> None:
     reference, session_id = start(stripe_client, ONE_TIME)
     completed = make_event("checkout.session.completed", session_object(reference, session_id))
-    keep = payments_module._keep_pending
+    keep = ledger._keep_pending
     others: list[threading.Thread] = []
 
     def completion_arrives_meanwhile(*args: Any) -> str:
@@ -740,7 +739,7 @@ def test_a_completion_waits_for_a_refund_being_kept_and_then_applies_it(
         time.sleep(0.5)  # long enough for the completion to reach its look at kept events
         return outcome
 
-    monkeypatch.setattr(payments_module, "_keep_pending", completion_arrives_meanwhile)
+    monkeypatch.setattr(ledger, "_keep_pending", completion_arrives_meanwhile)
     refund = make_event("charge.refunded", charge(2500, True))
     assert post_event(stripe_client, refund).json == {"received": "pending"}
     others[0].join(timeout=30)

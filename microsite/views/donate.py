@@ -19,20 +19,15 @@ from werkzeug.wrappers import Response
 from ..extensions import limiter
 from ..forms import OTHER_AMOUNT, DonationForm, amount_value
 from ..models import Donation, DonationStatus, Frequency
+from ..money import donation_settings, exponent, format_money, symbol, to_major, to_minor
 from ..payments import (
     CheckoutUnavailable,
     DonationInput,
     donation_by_reference,
     donation_for_session,
-    donation_settings,
-    exponent,
-    format_money,
     payments_configured,
     record_donation,
     start_checkout,
-    symbol,
-    to_major,
-    to_minor,
 )
 
 bp = Blueprint("donate", __name__, url_prefix="/donate")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, request
 
 from ..extensions import csrf, limiter
-from ..payments import BadWebhook, WebhookBusy, apply_webhook
+from ..ledger import WebhookBusy
+from ..payments import BadWebhook, apply_webhook
 
 bp = Blueprint("webhooks", __name__, url_prefix="/webhooks")
 # Stripe signs its requests instead of sending a CSRF token, and retries on its own
