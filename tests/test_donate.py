@@ -421,7 +421,7 @@ def test_a_request_stripe_refuses_is_not_offered_as_something_to_try_again(
     response = post_form(stripe_client, "/donate", ONE_TIME)
     assert response.status_code == 502
     assert "Giving online is not working right now" in response.text
-    assert "RENATE's team has been told" in response.text
+    assert "in the site's log for RENATE's team" in response.text
     assert "nothing was taken" in response.text
     assert "Try again" not in response.text
     assert "usually passes" not in response.text
