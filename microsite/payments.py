@@ -221,6 +221,8 @@ def record_donation(data: DonationInput) -> Donation:
     return donation
 
 
+# Noted on a gift when Stripe refused to start its Checkout (a wrong key, a bad parameter).
+REFUSED_NOTE = "Stripe refused the checkout: "
 # Noted on a gift when Stripe answered with a server error, followed by that request's id.
 SERVER_ERROR_NOTE = "Stripe answered a server error to request "
 
@@ -322,6 +324,10 @@ def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
     donation.advance(DonationStatus.NOT_STARTED)
     if isinstance(status, int) and status >= 500 and _safe_request_id(request_id):
         donation.failure_reason = SERVER_ERROR_NOTE + request_id
+    elif refused:
+        # Kept on the gift so the admin overview shows it: it will not pass by itself.
+        reason = getattr(exc, "user_message", None) or type(exc).__name__
+        donation.failure_reason = f"{REFUSED_NOTE}{reason} (request {request_id or 'none'})"[:255]
     db.session.commit()
     busy = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
     raise CheckoutUnavailable(

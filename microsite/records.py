@@ -28,6 +28,7 @@ from .models import (
     utcnow,
 )
 from .money import exponent, to_major
+from .payments import REFUSED_NOTE
 from .pledges import email_key
 
 # Money that reached us: a gift counts once paid, and stays counted if later ended.
@@ -252,8 +253,9 @@ def dashboard() -> dict[str, Any]:
 def needs_a_look() -> dict[str, Any]:
     """Money the totals leave out on purpose, for staff to check in the Stripe Dashboard.
 
-    Stripe events still waiting for the gift they belong to, and payments or refunds made
-    in a currency other than their gift's (kept, never added to its totals).
+    Checkouts Stripe refused this week (a wrong key or setting: no donor can give until it
+    is put right), Stripe events still waiting for the gift they belong to, and payments or
+    refunds made in a currency other than their gift's (kept, never added to its totals).
     """
     waiting, oldest = db.session.execute(
         select(func.count(PendingEvent.event_id), func.min(PendingEvent.received_at))
@@ -279,7 +281,23 @@ def needs_a_look() -> dict[str, Any]:
         .order_by(desc(ChargeRefund.updated_at))
         .limit(20)
     ).all()
+    week_ago = utcnow() - timedelta(days=7)
+    refused = db.session.execute(
+        select(func.count(Donation.id), func.max(Donation.created_at))
+        .where(Donation.failure_reason.startswith(REFUSED_NOTE, autoescape=True))
+        .where(Donation.created_at >= week_ago)
+    ).one()
+    latest_refusal = None
+    if refused[0]:
+        latest_refusal = db.session.scalar(
+            select(Donation.failure_reason)
+            .where(Donation.failure_reason.startswith(REFUSED_NOTE, autoescape=True))
+            .order_by(desc(Donation.created_at), desc(Donation.id))
+            .limit(1)
+        )
     return {
+        "refused": refused[0] or 0,
+        "latest_refusal": latest_refusal,
         "waiting": waiting or 0,
         "oldest": oldest,
         "other_currency": [("payment", *row) for row in payments]

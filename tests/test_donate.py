@@ -397,6 +397,17 @@ def test_stripe_failure_is_a_calm_page_and_a_logged_request_id(
     assert "stripe request id" in logged
 
 
+def test_the_admin_overview_shows_checkouts_stripe_refused(
+    stripe_client: FlaskClient, fake_stripe: FakeStripe, admin_client: FlaskClient
+) -> None:
+    assert "Needs a look" not in admin_client.get("/admin/").text
+    fake_stripe.fail_next(401, {"type": "invalid_request_error", "message": "Invalid API Key"})
+    assert post_form(stripe_client, "/donate", ONE_TIME).status_code == 502
+    html = admin_client.get("/admin/").text
+    assert "Stripe refused 1 checkout in the last 7 days" in html
+    assert "Invalid API Key" in html
+
+
 @pytest.mark.parametrize(
     ("status", "error"),
     [
@@ -421,13 +432,14 @@ def test_a_request_stripe_refuses_is_not_offered_as_something_to_try_again(
     response = post_form(stripe_client, "/donate", ONE_TIME)
     assert response.status_code == 502
     assert "Giving online is not working right now" in response.text
-    assert "in the site's log for RENATE's team" in response.text
+    assert "in the site's log and on the admin overview for RENATE's team" in response.text
     assert "nothing was taken" in response.text
     assert "Try again" not in response.text
     assert "usually passes" not in response.text
     assert "/donate/retry/" not in response.text
     [donation] = donations(stripe_app)
     assert donation.status == DonationStatus.NOT_STARTED
+    assert donation.failure_reason.startswith("Stripe refused the checkout: ")
     [record] = [r for r in caplog.records if donation.reference in r.getMessage()]
     assert record.levelno == logging.ERROR
     assert "stripe request id req_fake_1" in record.getMessage()
