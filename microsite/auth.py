@@ -22,6 +22,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from .models import AdminUser, db, utcnow
+from .text import one_line
 
 MIN_PASSWORD_LENGTH = 12
 
@@ -48,7 +49,9 @@ class AccountError(ValueError):
 
 
 def normalise_email(email: str) -> str:
-    return email.strip().casefold()
+    """An admin's address as accounts, limits and cookies compare it: cleaned as the sign-in
+    form cleans it, so an invisible character cannot make a new name for one account."""
+    return (one_line(email) or "").strip().casefold()
 
 
 def check_password(password: str) -> None:

@@ -26,6 +26,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional, Va
 
 from .models import PRAYER_RHYTHM_LABELS, Frequency
 from .money import donation_settings, format_money, parse_amount, to_minor
+from .text import multi_line, one_line
 
 CONSENT_TEXT = (
     "I agree that RENATE may keep my name, email address and this pledge, which shows my "
@@ -57,42 +58,6 @@ def choices(pairs: list[tuple[str, str]]) -> list[SelectChoice]:
 
 def strip(value: str | None) -> str | None:
     return value.strip() if isinstance(value, str) else value
-
-
-# Invisible characters a name may need: the joiners of Persian, Indic and emoji sequences.
-_JOINERS = {"\u200c", "\u200d"}
-
-
-def one_line(value: str | None) -> str | None:
-    """Text from a single-line box: no control or invisible formatting characters.
-
-    Line breaks and tabs become spaces; NUL and the like (which PostgreSQL refuses and no
-    one types) and invisible marks such as zero-width spaces or direction overrides go.
-    """
-    if not isinstance(value, str):
-        return value
-    kept = []
-    for ch in value:
-        category = unicodedata.category(ch)
-        if ch in "\t\n\r\v\f":
-            kept.append(" ")
-        elif category == "Cc" or (category == "Cf" and ch not in _JOINERS):
-            continue
-        else:
-            kept.append(ch)
-    return "".join(kept)
-
-
-def multi_line(value: str | None) -> str | None:
-    """Text from a text area: line breaks as one character each, no control characters.
-
-    Browsers count a line break as one character against maxlength but send it as CR LF,
-    so without this a text that fitted in the box would be refused as too long.
-    """
-    if not isinstance(value, str):
-        return value
-    value = value.replace("\r\n", "\n").replace("\r", "\n")
-    return "".join(ch for ch in value if ch in "\n\t" or unicodedata.category(ch) != "Cc")
 
 
 class SiteForm(FlaskForm):

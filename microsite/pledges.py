@@ -54,8 +54,15 @@ def record_pledge(data: PledgeInput) -> bool:
         "created_at": now,
     }
     insert = _insert_for(db.session.get_bind().dialect.name)
-    statement = insert(Pledge).values(values).on_conflict_do_nothing(index_elements=["email_key"])
-    added = db.session.execute(statement).rowcount == 1
+    statement = (
+        insert(Pledge)
+        .values(values)
+        .on_conflict_do_nothing(index_elements=["email_key"])
+        .returning(Pledge.id)
+    )
+    # The new row's id, or nothing when the address was there (rowcount is not reliable
+    # for this on every driver: psycopg reports -1).
+    added = db.session.execute(statement).scalar() is not None
     db.session.commit()
     return added
 

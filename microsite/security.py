@@ -51,6 +51,7 @@ def init_app(app: Flask) -> None:
 
 
 WEBHOOK_ENDPOINT = "webhooks.stripe_event"
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 def check_request_body() -> None:
@@ -62,7 +63,7 @@ def check_request_body() -> None:
       would quietly cut it at the limit and the form would see only a part; here it is
       read up to the limit and answered 413 like any other oversized body.
     """
-    if request.is_json and request.endpoint != WEBHOOK_ENDPOINT:
+    if request.method in BODY_METHODS and request.is_json and request.endpoint != WEBHOOK_ENDPOINT:
         abort(415)
     environ = request.environ
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()

@@ -507,3 +507,25 @@ def test_signed_in_visit_to_login_goes_to_the_dashboard(admin_client: FlaskClien
     response = admin_client.get("/admin/login")
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin/"
+
+
+def test_invisible_characters_do_not_make_a_new_name_for_one_account(make_app) -> None:
+    # The form drops zero-width and control characters before signing in, so the limit
+    # must count such spellings as the same account, or each would get its own allowance.
+    app = make_app(LOGIN_RATE_LIMIT="100 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="3 per minute")
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    local, domain = ADMIN_EMAIL.split("@")
+    spellings = [
+        ADMIN_EMAIL,
+        f"{local}\u200b@{domain}",
+        f"\x01{ADMIN_EMAIL}",
+        f"{local}\u2060@{domain}",
+    ]
+    statuses = [
+        sign_in(app.test_client(), email, "wrong password!!").status_code for email in spellings
+    ]
+    assert statuses == [401, 401, 401, 429]
+    # Even with the right password, a new spelling is still the same, held account.
+    right = sign_in(app.test_client(), f"{local}\u2060\u200b@{domain}", ADMIN_PASSWORD)
+    assert right.status_code == 429

@@ -89,6 +89,12 @@ def test_security_headers(client: FlaskClient) -> None:
     assert response.headers["X-Frame-Options"] == "DENY"
 
 
+def test_a_json_content_type_on_a_get_is_still_served(client: FlaskClient) -> None:
+    # Only bodies are refused as JSON: a monitor sending the header on a GET is answered.
+    assert client.get("/healthz", headers={"Content-Type": "application/json"}).status_code == 200
+    assert client.get("/", headers={"Content-Type": "application/json"}).status_code == 200
+
+
 def test_health_check(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200

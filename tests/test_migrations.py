@@ -70,5 +70,26 @@ def test_email_keys_made_by_casefold_become_lower_case_keys(tmp_path: Path) -> N
         upgrade()
         keys = db.session.execute(sa.text("SELECT name, email_key FROM pledge ORDER BY name"))
         assert list(keys) == [("Anna", "straße@example.de"), ("Ben", "maria@example.org")]
+        # Back down: the earlier code looks pledges up by casefold() keys, so they return,
+        # except where two people's addresses would fold into one.
+        db.session.execute(
+            sa.text(
+                "INSERT INTO pledge (name, email, email_key, rhythm, show_publicly,"
+                " consent_version, consented_at, created_at) VALUES"
+                " ('Cleo', 'strasse@example.de', 'strasse@example.de', 'daily', 0, 'v1',"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00'),"
+                " ('Dora', 'Groß@example.at', 'groß@example.at', 'daily', 0, 'v1',"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            )
+        )
+        db.session.commit()
+        downgrade(revision="0004")
+        keys = db.session.execute(sa.text("SELECT name, email_key FROM pledge ORDER BY name"))
+        assert list(keys) == [
+            ("Anna", "straße@example.de"),
+            ("Ben", "maria@example.org"),
+            ("Cleo", "strasse@example.de"),
+            ("Dora", "gross@example.at"),
+        ]
         db.session.remove()
         db.engine.dispose()

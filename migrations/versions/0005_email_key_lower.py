@@ -8,6 +8,8 @@ Revision ID: 0005
 Revises: 0004
 """
 
+from collections import Counter
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -42,6 +44,21 @@ def upgrade():
 
 
 def downgrade():
-    # Folding the keys back could join two people's addresses into one key; the lower()
-    # keys are as good for comparing capitals, so they are left as they are.
-    pass
+    # Back to casefold() keys, which the code before this revision looks pledges up by.
+    # Where two people's addresses would fold into one key (straße@ and strasse@), both
+    # keep their lower() key: the unique key allows no other way, and neither is lost.
+    connection = op.get_bind()
+    rows = list(connection.execute(sa.select(pledge.c.id, pledge.c.email, pledge.c.email_key)))
+    folded = Counter(email.strip().casefold() for _, email, _ in rows)
+    changed = [
+        {"row_id": row_id, "key": email.strip().casefold()}
+        for row_id, email, key in rows
+        if folded[email.strip().casefold()] == 1 and email.strip().casefold() != key
+    ]
+    if changed:
+        connection.execute(
+            pledge.update()
+            .where(pledge.c.id == sa.bindparam("row_id"))
+            .values(email_key=sa.bindparam("key")),
+            changed,
+        )
