@@ -644,6 +644,9 @@ def test_thanks_says_being_processed_until_a_webhook_confirms(
     page = stripe_client.get(f"/donate/thanks?session_id={session_id}")
     assert "Thank you for your gift" in page.text
     assert "We have received your gift of <strong>€25.00</strong>" in page.text
+    # A test payment gets no receipt from Stripe, so the page does not promise one.
+    assert "This was a test payment, so Stripe sends no receipt." in page.text
+    assert "Stripe sends your receipt by email" not in page.text
 
 
 @pytest.mark.parametrize(
