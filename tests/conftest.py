@@ -47,19 +47,7 @@ def _normalise(url: str) -> str:
     return url
 
 
-@pytest.fixture(scope="session")
-def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Run the migrations once per test session; each test then starts from this schema."""
-    instance = tmp_path_factory.mktemp("instance")
-    if TEST_DATABASE_URL:
-        url = _normalise(TEST_DATABASE_URL)
-        engine = sa.create_engine(url)
-        with engine.begin() as conn:
-            conn.execute(sa.text("DROP SCHEMA public CASCADE"))
-            conn.execute(sa.text("CREATE SCHEMA public"))
-        engine.dispose()
-    else:
-        url = f"sqlite:///{tmp_path_factory.mktemp('template') / 'template.db'}"
+def _migrate(url: str, instance: Path) -> str:
     app = create_app(base_config(url, instance))
     with app.app_context():
         upgrade()
@@ -67,17 +55,42 @@ def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite file made by the migrations once per test session, copied for each test."""
+    template = tmp_path_factory.mktemp("template") / "template.db"
+    return _migrate(f"sqlite:///{template}", tmp_path_factory.mktemp("instance"))
+
+
+@pytest.fixture(scope="session")
+def migrated_database(request: pytest.FixtureRequest) -> str:
+    """Run the migrations once per test session; each test then starts from this schema."""
+    if not TEST_DATABASE_URL:
+        return request.getfixturevalue("migrated_sqlite")
+    url = _normalise(TEST_DATABASE_URL)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("DROP SCHEMA public CASCADE"))
+        conn.execute(sa.text("CREATE SCHEMA public"))
+    engine.dispose()
+    return _migrate(url, request.getfixturevalue("tmp_path_factory").mktemp("instance"))
+
+
 @pytest.fixture
-def database_uri(migrated_database: str, tmp_path: Path) -> str:
-    """A fresh database for one test: a copy of the migrated SQLite file, or emptied tables."""
-    if TEST_DATABASE_URL:
+def database_uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh database for one test: a copy of the migrated SQLite file, or emptied tables.
+
+    A test marked `sqlite_file` is about SQLite's own file, so it gets one on either pass.
+    """
+    if TEST_DATABASE_URL and request.node.get_closest_marker("sqlite_file") is None:
+        migrated_database = request.getfixturevalue("migrated_database")
         engine = sa.create_engine(migrated_database)
         names = [t.name for t in db.metadata.sorted_tables]
         with engine.begin() as conn:
             conn.execute(sa.text(f"TRUNCATE {', '.join(names)} RESTART IDENTITY CASCADE"))
         engine.dispose()
         return migrated_database
-    source = Path(migrated_database.removeprefix("sqlite:///"))
+    source = Path(request.getfixturevalue("migrated_sqlite").removeprefix("sqlite:///"))
     target = tmp_path / "test.db"
     shutil.copyfile(source, target)
     return f"sqlite:///{target}"
