@@ -61,7 +61,8 @@ def strip(value: str | None) -> str | None:
 
 
 class SiteForm(FlaskForm):
-    """The base of every form here: every text field cleaned before it is validated."""
+    """The base of every form here: every text field cleaned and trimmed before it is
+    validated (a password is taken exactly as typed)."""
 
     class Meta(FlaskForm.Meta):
         def bind_field(self, form: Any, unbound_field: Any, options: dict[str, Any]) -> Any:
@@ -70,7 +71,7 @@ class SiteForm(FlaskForm):
             )
             if cleaner is not None and issubclass(unbound_field.field_class, StringField):
                 filters = unbound_field.kwargs.get("filters", ())
-                options = {**options, "filters": [cleaner, *filters]}
+                options = {**options, "filters": [cleaner, strip, *filters]}
             return super().bind_field(form, unbound_field, options)
 
 
@@ -103,7 +104,6 @@ class RealEmail:
 class PledgeForm(SiteForm):
     name = StringField(
         "Your name",
-        filters=[strip],
         validators=[
             DataRequired("Tell us your name, so we know who is praying."),
             Length(max=100, message="Your name can be at most 100 characters."),
@@ -114,7 +114,6 @@ class PledgeForm(SiteForm):
     )
     email = EmailField(
         "Email address",
-        filters=[strip],
         validators=[
             DataRequired("Enter your email address."),
             Length(max=254, message="That email address is too long."),
@@ -135,7 +134,6 @@ class PledgeForm(SiteForm):
     )
     intention = TextAreaField(
         "A prayer intention (optional)",
-        filters=[strip],
         validators=[Length(max=500, message="Your intention can be at most 500 characters.")],
         render_kw={"maxlength": 500, "rows": 3, "dir": "auto"},
     )
@@ -164,7 +162,6 @@ class PledgeForm(SiteForm):
 class LoginForm(SiteForm):
     email = StringField(
         "Email address",
-        filters=[strip],
         validators=[DataRequired("Enter your email address."), Length(max=254)],
         render_kw={"autocomplete": "username", "maxlength": 254, "spellcheck": "false"},
     )
@@ -188,7 +185,6 @@ class _ListFilterForm(SiteForm):
 
     q = StringField(
         "Name or email",
-        filters=[strip],
         validators=[Length(max=254)],
         render_kw={"type": "search", "spellcheck": "false"},
     )
@@ -249,7 +245,6 @@ class DonationFilterForm(_ListFilterForm):
 class PersonSearchForm(SiteForm):
     email = StringField(
         "Email address",
-        filters=[strip],
         validators=[DataRequired("Enter the email address to look for."), Length(max=254)],
         render_kw={"type": "search", "spellcheck": "false", "autocomplete": "off"},
     )
@@ -266,7 +261,6 @@ class EraseForm(SiteForm):
     email = HiddenField(validators=[DataRequired(), Length(max=254)])
     confirm = StringField(
         "Type the email address again to confirm",
-        filters=[strip],
         validators=[DataRequired("Type the email address to confirm the erasure.")],
         render_kw={"autocomplete": "off", "spellcheck": "false"},
     )
@@ -302,7 +296,6 @@ class DonationForm(SiteForm):
     amount = RadioField("Amount", choices=[], validate_choice=False)
     other_amount = StringField(
         "Other amount",
-        filters=[strip],
         render_kw={"inputmode": "decimal", "autocomplete": "off", "maxlength": 14},
     )
     cover_fee = BooleanField("Add the card fee, so RENATE receives my whole gift")
@@ -313,26 +306,22 @@ class DonationForm(SiteForm):
     )
     dedication_name = StringField(
         "Their name",
-        filters=[strip],
         validators=[Length(max=100, message="The name can be at most 100 characters.")],
         render_kw={"maxlength": 100},
     )
     anonymous = BooleanField("Give anonymously")
     donor_name = StringField(
         "Your name (optional)",
-        filters=[strip],
         validators=[Length(max=100, message="Your name can be at most 100 characters.")],
         render_kw={"autocomplete": "name", "maxlength": 100},
     )
     donor_email = EmailField(
         "Email address (optional)",
-        filters=[strip],
         validators=[Length(max=254, message="That email address is too long."), RealEmail()],
         render_kw={"autocomplete": "email", "maxlength": 254},
     )
     message = TextAreaField(
         "A message to RENATE (optional)",
-        filters=[strip],
         validators=[Length(max=500, message="Your message can be at most 500 characters.")],
         render_kw={"maxlength": 500, "rows": 3},
     )
