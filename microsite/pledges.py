@@ -82,7 +82,7 @@ def recent_public_pledgers(limit: int = 5) -> list[tuple[str, str | None]]:
         .order_by(Pledge.created_at.desc(), Pledge.id.desc())
         .limit(limit)
     )
-    return [(name.split()[0] if name.split() else name, country) for name, country in rows]
+    return [((name.split() or [name])[0], country) for name, country in rows]
 
 
 def pledge_count() -> int:

@@ -12,39 +12,32 @@ from ..pledges import public_summary
 bp = Blueprint("public", __name__)
 
 
-def _library():
-    return current_app.extensions["content"]
-
-
-@bp.get("/")
-def home() -> str:
-    """The conference article with the pledge and donation forms beside it."""
-    article = _library().get(current_app.config["HOME_ARTICLE"])
-    if article is None:
-        abort(404)
-    return render_template(
-        "public/article.html",
-        article=article,
-        pledge_form=PledgeForm(),
-        pledges=public_summary(),
-        canonical_path="/",
-    )
-
-
-@bp.get("/articles/<slug>")
-def article(slug: str) -> str:
-    """Any Markdown file in site/content, by its slug."""
-    found = _library().get(slug)
+def _article_page(slug: str) -> str:
+    """An article from site/content beside the forms; the site's 404 for an unknown slug."""
+    found = current_app.extensions["content"].get(slug)
     if found is None:
         abort(404)
+    home = slug == current_app.config["HOME_ARTICLE"]
     return render_template(
         "public/article.html",
         article=found,
         pledge_form=PledgeForm(),
         pledges=public_summary(),
         # The home article has one address, the home page, however it is reached.
-        canonical_path="/" if slug == current_app.config["HOME_ARTICLE"] else f"/articles/{slug}",
+        canonical_path="/" if home else f"/articles/{slug}",
     )
+
+
+@bp.get("/")
+def home() -> str:
+    """The conference article with the pledge and donation forms beside it."""
+    return _article_page(current_app.config["HOME_ARTICLE"])
+
+
+@bp.get("/articles/<slug>")
+def article(slug: str) -> str:
+    """Any Markdown file in site/content, by its slug."""
+    return _article_page(slug)
 
 
 @bp.get("/healthz")
