@@ -71,8 +71,8 @@ def check_request_body() -> None:
         return
     if "wsgi.input_terminated" not in environ:
         return  # the server cannot end the stream; Werkzeug reads nothing from it
-    name = "WEBHOOK_MAX_CONTENT_LENGTH" if request.endpoint == WEBHOOK_ENDPOINT else None
-    limit = current_app.config[name or "MAX_CONTENT_LENGTH"]
+    webhook = request.endpoint == WEBHOOK_ENDPOINT
+    limit = current_app.config["WEBHOOK_MAX_CONTENT_LENGTH" if webhook else "MAX_CONTENT_LENGTH"]
     body = bytearray()
     stream = environ["wsgi.input"]
     while len(body) <= limit:
