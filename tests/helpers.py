@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
+
+T = TypeVar("T")
 
 _TOKEN = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
@@ -24,3 +28,23 @@ def post_form(
     page = client.get(form_page or url)
     assert page.status_code == 200, page.status_code
     return client.post(url, data={"csrf_token": csrf_token(page.text), **data})
+
+
+def at_once(calls: list[Callable[[], T]], timeout: float = 60) -> list[T]:
+    """Run the calls in threads released together, as requests arriving at one moment.
+
+    Their results in the order the calls were given.
+    """
+    start = threading.Barrier(len(calls))
+    results: list[Any] = [None] * len(calls)
+
+    def run(n: int, call: Callable[[], T]) -> None:
+        start.wait()
+        results[n] = call()
+
+    threads = [threading.Thread(target=run, args=(n, c)) for n, c in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return results

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
@@ -15,7 +16,7 @@ from sqlalchemy import func, select
 
 from microsite.forms import CONSENT_TEXT, CONSENT_VERSION
 from microsite.models import Pledge, db
-from tests.helpers import csrf_token, post_form
+from tests.helpers import at_once, csrf_token, post_form
 
 VALID = {
     "name": "Maria Rossi",
@@ -369,28 +370,14 @@ def test_a_fields_error_is_linked_to_it_and_marks_it_invalid(client: FlaskClient
 
 
 def test_the_same_address_pledging_twice_at_once_is_stored_once(app: Flask) -> None:
-    import threading
-
-    clients = [app.test_client() for _ in range(4)]
-    tokens = [csrf_token(c.get("/pledge").text) for c in clients]
-    barrier = threading.Barrier(len(clients))
-    statuses: list[int] = []
-
-    def pledge(client: FlaskClient, token: str, n: int) -> None:
-        barrier.wait()
+    def pledge(n: int) -> Callable[[], int]:
+        client = app.test_client()
         email = "Same@Example.org" if n % 2 else "same@example.ORG"
-        response = client.post("/pledge", data={**VALID, "email": email, "csrf_token": token})
-        statuses.append(response.status_code)
+        data = {**VALID, "email": email, "csrf_token": csrf_token(client.get("/pledge").text)}
+        return lambda: client.post("/pledge", data=data).status_code
 
-    threads = [
-        threading.Thread(target=pledge, args=(c, t, n))
-        for n, (c, t) in enumerate(zip(clients, tokens, strict=True))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert statuses == [303] * len(clients)
+    statuses = at_once([pledge(n) for n in range(4)])
+    assert statuses == [303] * 4
     assert count(app) == 1
 
 
