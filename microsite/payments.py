@@ -88,7 +88,7 @@ def init_app(app: Flask) -> None:
     app.extensions["donation_settings"] = read_donation_settings(app.config)
     if mode is not None:
         retries = int(app.config["STRIPE_MAX_NETWORK_RETRIES"])
-        timeout = stripe_timeout(app.config.get("STRIPE_TIMEOUT", DEFAULT_STRIPE_TIMEOUT), retries)
+        timeout = stripe_timeout(app.config["STRIPE_TIMEOUT"], retries)
         # Explicitly: the library's own client would wait 80 seconds for each attempt.
         http_client = app.config.get("STRIPE_HTTP_CLIENT")
         if http_client is None:
@@ -116,7 +116,6 @@ def init_app(app: Flask) -> None:
 # donor then sees the proxy's raw error page. Every attempt at a Stripe call, with the pauses
 # between attempts, must end before that, so the donor sees our own calm page instead.
 STRIPE_TIME_BUDGET = 25.0
-DEFAULT_STRIPE_TIMEOUT = 5
 # Opening a connection to Stripe takes well under a second when all is well.
 STRIPE_CONNECT_TIMEOUT = 2.0
 
