@@ -51,23 +51,25 @@ def _day_start(day: date) -> datetime:
 # --------------------------------------------------------------------------- filters
 
 
+@dataclass(frozen=True)
 class _Filters:
+    """What both lists can be narrowed by. Dates are whole UTC days, both included."""
+
+    q: str = ""
+    since: date | None = None
+    until: date | None = None
+
     def active(self) -> dict[str, str]:
         """The filters in use, as text: for links, the audit log and file names."""
         return {
-            k: v.isoformat() if isinstance(v, date) else v
-            for k, v in asdict(self).items()  # type: ignore[call-overload]
-            if v
+            k: v.isoformat() if isinstance(v, date) else v for k, v in asdict(self).items() if v
         }
 
 
 @dataclass(frozen=True)
 class PledgeFilters(_Filters):
-    """What the pledge list is narrowed to. Dates are whole UTC days, both included."""
+    """What the pledge list is narrowed to."""
 
-    q: str = ""
-    since: date | None = None
-    until: date | None = None
     country: str = ""
     rhythm: str = ""
     public: str = ""  # "", "yes" or "no"
@@ -75,11 +77,8 @@ class PledgeFilters(_Filters):
 
 @dataclass(frozen=True)
 class DonationFilters(_Filters):
-    """What the donation list is narrowed to. Dates are whole UTC days, both included."""
+    """What the donation list is narrowed to."""
 
-    q: str = ""
-    since: date | None = None
-    until: date | None = None
     status: str = ""
     frequency: str = ""
     currency: str = ""
@@ -213,9 +212,13 @@ def dashboard() -> dict[str, Any]:
     """The figures on the admin home page."""
     now = utcnow()
     count = func.count(Pledge.id)
-    total = db.session.scalar(select(count)) or 0
-    last_7 = db.session.scalar(select(count).where(Pledge.created_at >= now - timedelta(days=7)))
-    last_30 = db.session.scalar(select(count).where(Pledge.created_at >= now - timedelta(days=30)))
+    total, last_7, last_30 = db.session.execute(
+        select(
+            count,
+            count.filter(Pledge.created_at >= now - timedelta(days=7)),
+            count.filter(Pledge.created_at >= now - timedelta(days=30)),
+        )
+    ).one()
     rhythms = dict(db.session.execute(select(Pledge.rhythm, count).group_by(Pledge.rhythm)).all())
     by_rhythm = [(r.label, r.value, rhythms.get(r.value, 0)) for r in PrayerRhythm]
     countries = db.session.execute(
@@ -238,8 +241,8 @@ def dashboard() -> dict[str, Any]:
     return {
         "pledges": {
             "total": total,
-            "last_7": last_7 or 0,
-            "last_30": last_30 or 0,
+            "last_7": last_7,
+            "last_30": last_30,
             "by_rhythm": by_rhythm,
             "countries": countries,
         },
@@ -281,22 +284,21 @@ def needs_a_look() -> dict[str, Any]:
         .order_by(desc(ChargeRefund.updated_at))
         .limit(20)
     ).all()
-    week_ago = utcnow() - timedelta(days=7)
-    refused = db.session.execute(
-        select(func.count(Donation.id), func.max(Donation.created_at))
-        .where(Donation.failure_reason.startswith(REFUSED_NOTE, autoescape=True))
-        .where(Donation.created_at >= week_ago)
-    ).one()
+    refused_this_week = (
+        Donation.failure_reason.startswith(REFUSED_NOTE, autoescape=True),
+        Donation.created_at >= utcnow() - timedelta(days=7),
+    )
+    refused = db.session.scalar(select(func.count(Donation.id)).where(*refused_this_week)) or 0
     latest_refusal = None
-    if refused[0]:
+    if refused:
         latest_refusal = db.session.scalar(
             select(Donation.failure_reason)
-            .where(Donation.failure_reason.startswith(REFUSED_NOTE, autoescape=True))
+            .where(*refused_this_week)
             .order_by(desc(Donation.created_at), desc(Donation.id))
             .limit(1)
         )
     return {
-        "refused": refused[0] or 0,
+        "refused": refused,
         "latest_refusal": latest_refusal,
         "waiting": waiting or 0,
         "oldest": oldest,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask.testing import FlaskClient
@@ -160,6 +161,17 @@ def test_dashboard_keeps_test_and_live_apart(
     assert '<span class="stat-number">4</span> <span class="stat-label">in all</span>' in html
     assert "Ukraine" in html
     assert "Olena Kovalenko" in html  # recent activity
+
+
+def test_dashboard_counts_the_last_7_and_30_days(admin_client: FlaskClient, add_pledge) -> None:
+    now = datetime.now(UTC)
+    for days in (1, 10, 40):
+        add_pledge(f"Pledged {days} days ago", f"p{days}@example.org",
+                   created=now - timedelta(days=days))  # fmt: skip
+    html = admin_client.get("/admin/").text
+    for number, label in (("3", "in all"), ("1", "last 7 days"), ("2", "last 30 days")):
+        stat = f'<span class="stat-number">{number}</span> <span class="stat-label">{label}</span>'
+        assert stat in html
 
 
 @pytest.mark.parametrize("page", ["-1", "0", "abc", "1.5", "99999999999999999999", str(2**62)])
