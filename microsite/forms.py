@@ -177,6 +177,16 @@ class ActionForm(SiteForm):
     """A form that carries only its CSRF token, for buttons such as Sign out."""
 
 
+class DayField(DateField):
+    """A date as a date input sends it; anything else gets a message saying how to write it."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        try:
+            super().process_formdata(valuelist)
+        except ValueError:
+            raise ValueError("Enter a date as YYYY-MM-DD, like 2026-03-01.") from None
+
+
 class _ListFilterForm(SiteForm):
     """Filters read from the query string: no CSRF, they change nothing."""
 
@@ -188,8 +198,8 @@ class _ListFilterForm(SiteForm):
         validators=[Length(max=254)],
         render_kw={"type": "search", "spellcheck": "false"},
     )
-    since = DateField("From", validators=[Optional()])
-    until = DateField("To", validators=[Optional()])
+    since = DayField("From", validators=[Optional()])
+    until = DayField("To", validators=[Optional()])
 
     def validate_until(self, field: DateField) -> None:
         if field.data and self.since.data and field.data < self.since.data:
