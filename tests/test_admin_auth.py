@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,7 +16,7 @@ from microsite import auth
 from microsite.models import AdminUser, AuditLog, db
 from microsite.views.admin import client_network
 from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD, page_token, sign_in
-from tests.helpers import csrf_token
+from tests.helpers import at_once, csrf_token
 
 ANY_ARG = {"int": 1, "integer": 1, "default": "x", "string": "x", "path": "x/y", "uuid": "0" * 32}
 
@@ -438,31 +438,16 @@ def test_guesses_sent_all_at_once_cannot_overrun_the_limit(make_app, limit: str)
     with app.app_context():
         auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
     attempts = 12
-    clients = [app.test_client() for _ in range(attempts)]
-    tokens = []
-    for n, client in enumerate(clients):
+
+    def guess(n: int) -> Callable[[], int]:
+        client = app.test_client()
         if limit == "account":
             client.environ_base["REMOTE_ADDR"] = f"198.51.100.{n}"
-        tokens.append(csrf_token(client.get("/admin/login").text))
-    start = threading.Barrier(attempts)
-    statuses: list[int] = []
+        token = csrf_token(client.get("/admin/login").text)
+        data = {"csrf_token": token, "email": ADMIN_EMAIL, "password": f"guess number {n}"}
+        return lambda: client.post("/admin/login", data=data).status_code
 
-    def guess(client: FlaskClient, token: str, n: int) -> None:
-        start.wait()
-        response = client.post(
-            "/admin/login",
-            data={"csrf_token": token, "email": ADMIN_EMAIL, "password": f"guess number {n}"},
-        )
-        statuses.append(response.status_code)
-
-    threads = [
-        threading.Thread(target=guess, args=(client, token, n))
-        for n, (client, token) in enumerate(zip(clients, tokens, strict=True))
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
+    statuses = at_once([guess(n) for n in range(attempts)])
     assert sorted(statuses) == [401] * 3 + [429] * (attempts - 3)
     # Only three passwords were ever checked.
     assert [a for _, a in audit_actions(app)] == ["sign_in_failed"] * 3
