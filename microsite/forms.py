@@ -401,6 +401,11 @@ class DonationForm(SiteForm):
     def validate_dedication_kind(self, field: SelectField) -> None:
         if field.data and field.data not in dict(DEDICATION_CHOICES):
             raise ValidationError("Choose in honour of or in memory of, or no dedication.")
+        if not field.data and self.dedication_name.data:
+            # A name typed with "No dedication" left chosen would be silently dropped.
+            raise ValidationError(
+                "You gave a name for a dedication: choose in honour of or in memory of."
+            )
 
     def validate_dedication_name(self, field: StringField) -> None:
         if self.dedication_kind.data and not field.data:

@@ -197,6 +197,9 @@ def _record_payment(donation: Donation, ref: str | None, amount: Any, currency: 
 def _mark_paid(donation: Donation) -> None:
     donation.advance(DonationStatus.PAID)
     donation.paid_at = donation.paid_at or utcnow()
+    if donation.ended_at is not None:
+        # The subscription's end was heard before this payment: paid, and since ended.
+        donation.advance(DonationStatus.ENDED)
 
 
 # --------------------------------------------------------------------------- sessions
@@ -385,8 +388,14 @@ def on_subscription_deleted(subscription: dict[str, Any]) -> Applied:
     )
     if donation is None:
         return UNMATCHED, None
-    if donation.advance(DonationStatus.ENDED):
-        donation.ended_at = utcnow()
+    donation.ended_at = donation.ended_at or utcnow()
+    if donation.amount_received == 0:
+        # No month was ever paid (a bank debit that failed, say): the gift never started,
+        # and its donor must not be thanked for money that never came.
+        if donation.advance(DonationStatus.FAILED):
+            donation.failure_reason = "The monthly gift ended before its first payment."
+        return "ended before any payment", donation
+    donation.advance(DonationStatus.ENDED)
     return "ended", donation
 
 

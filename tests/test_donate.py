@@ -292,6 +292,7 @@ def test_no_gift_is_smaller_than_stripe_takes_in_its_currency(
         ({"donor_email": "anna@"}, "donor_email", "Enter an email address like"),
         ({"dedication_kind": "memory"}, "dedication_name", "whose name the dedication"),
         ({"dedication_kind": "birth", "dedication_name": "X"}, "dedication_kind", "in honour of"),
+        ({"dedication_name": "my grandmother Anna"}, "dedication_kind", "You gave a name"),
         ({"message": "m" * 501}, "message", "at most 500 characters"),
     ],
 )  # fmt: skip

@@ -463,6 +463,43 @@ def test_monthly_gift_records_each_month_once_with_a_running_total(
     assert gift.amount_received == 3000
 
 
+def test_a_monthly_gift_that_ends_before_any_payment_is_not_thanked_for_money(
+    stripe_app: Flask, stripe_client: FlaskClient, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    reference, session_id = monthly
+    # A bank debit: the session completes unpaid, the debit fails, Stripe ends the gift.
+    unpaid = monthly_session(reference, session_id, payment_status="unpaid")
+    send_event(make_event("checkout.session.completed", unpaid))
+    deleted = {"id": "sub_test_one", "object": "subscription", "status": "canceled"}
+    assert send_event(make_event("customer.subscription.deleted", deleted)).json == {
+        "received": "ended before any payment"
+    }
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_received) == (DonationStatus.FAILED, 0)
+    page = stripe_client.get(f"/donate/thanks?session_id={session_id}")
+    assert "Your payment did not go through" in page.text
+    assert "Thank you for all you gave" not in page.text
+
+    # The one month that was paid after all, reported late: counted, and the gift ended.
+    send_event(make_event("invoice.paid", invoice(reference, "in_test_first")))
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_received) == (DonationStatus.ENDED, 1000)
+
+
+def test_a_donor_coming_back_to_an_old_page_is_never_asked_to_pay_again(
+    stripe_app: Flask, stripe_client: FlaskClient, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    reference, session_id = one_time
+    send_event(make_event("checkout.session.completed", session_object(*one_time)))
+    thanks = f"/donate/thanks?session_id={session_id}"
+    back = stripe_client.get(f"/donate/cancelled?ref={reference}")
+    assert (back.status_code, back.headers["Location"]) == (303, thanks)
+    token = csrf_token(stripe_client.get("/donate").text)
+    retry = stripe_client.post(f"/donate/retry/{reference}", data={"csrf_token": token})
+    assert (retry.status_code, retry.headers["Location"]) == (303, thanks)
+    assert "Thank you for your gift" in stripe_client.get(thanks).text
+
+
 def test_first_invoice_before_the_session_completion_still_counts_once(
     stripe_app: Flask, send_event: Callable, monthly: tuple[str, str]
 ) -> None:

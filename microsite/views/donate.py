@@ -37,6 +37,13 @@ OWN_GIFTS = "own_gifts"
 
 # A gift Stripe may still be asked about; later states have their answer already.
 RETRYABLE = (DonationStatus.PENDING, DonationStatus.NOT_STARTED, DonationStatus.OPEN)
+# A gift whose money is taken or on its way: its donor must never be told to give again.
+UNDER_WAY = (
+    DonationStatus.PROCESSING,
+    DonationStatus.PAID,
+    DonationStatus.ENDED,
+    DonationStatus.REFUNDED,
+)
 
 
 def _rate_limit() -> str:
@@ -147,8 +154,18 @@ def retry(reference: str) -> Response | tuple[str, int]:
     if not payments_configured():
         return _form_page(_form_for(donation), 503, not_configured=True)
     if donation.status not in RETRYABLE:
-        return redirect(url_for("donate.cancelled", ref=donation.reference), code=303)
+        return _where_it_stands(donation) or redirect(
+            url_for("donate.cancelled", ref=donation.reference), code=303
+        )
     return _go_to_checkout(donation)
+
+
+def _where_it_stands(donation: Donation) -> Response | None:
+    """The gift's own page when its money is taken or on its way, so a donor who comes
+    back through an old page or the back button is never invited to pay twice."""
+    if donation.status in UNDER_WAY and donation.stripe_session_id:
+        return redirect(url_for("donate.thanks", session_id=donation.stripe_session_id), code=303)
+    return None
 
 
 def _form_for(donation: Donation) -> DonationForm:
@@ -180,9 +197,11 @@ def _form_for(donation: Donation) -> DonationForm:
 
 
 @bp.get("/cancelled")
-def cancelled() -> tuple[str, int]:
+def cancelled() -> Response | tuple[str, int]:
     """Back from Checkout without paying: the form again, with their choices kept."""
     donation = donation_by_reference(request.args.get("ref", ""))
+    if donation is not None and (settled := _where_it_stands(donation)):
+        return settled
     form = _form_for(donation) if donation is not None else DonationForm(formdata=None)
     return _form_page(form, cancelled=True)
 
