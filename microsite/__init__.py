@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
-from flask import Flask, render_template, request
+from flask import Flask, current_app, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -122,6 +122,18 @@ def render_error(code: int, title: str | None = None, message: str | None = None
     )
 
 
+def _reload_url() -> str:
+    """Where "Reload the form" goes: the page the form was on, never a POST-only address."""
+    referrer = request.referrer or ""
+    if referrer.startswith(request.host_url):
+        return referrer
+    try:
+        current_app.url_map.bind_to_environ(request.environ).match(request.path, method="GET")
+    except HTTPException:
+        return url_for("public.home")
+    return request.path
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
@@ -131,7 +143,7 @@ def register_error_handlers(app: Flask) -> None:
             "For your security, each form works only for a while and only with the cookie "
             "this site gave your browser. This one had expired or came without it. Please "
             "reload the page, check what you entered and send it again.",
-            reload_url=request.path,
+            reload_url=_reload_url(),
         )
 
     @app.errorhandler(429)

@@ -97,6 +97,13 @@ def _day(value: datetime | None) -> date | None:
     return value.date() if value else None
 
 
+def _dates(since: datetime | None, until: datetime | None) -> dict[str, date | None]:
+    """The date range, refused (as the admin list's form does) when it ends before it starts."""
+    if since and until and until < since:
+        raise click.BadParameter("the end date is before the start date.", param_hint="--until")
+    return {"since": _day(since), "until": _day(until)}
+
+
 def _write(export: exports.Export, output: str | None) -> None:
     """Write the export to a file, or to standard output: the same bytes as the web's."""
     try:
@@ -135,7 +142,7 @@ _output = click.option(
 @_output
 def export_pledges(since: datetime | None, until: datetime | None, output: str | None) -> None:
     """Export pledges as CSV, with the consent each was given under."""
-    filters = PledgeFilters(since=_day(since), until=_day(until))
+    filters = PledgeFilters(**_dates(since, until))
     _write(exports.pledge_export(filters), output)
 
 
@@ -145,7 +152,7 @@ def export_pledges(since: datetime | None, until: datetime | None, output: str |
 @_output
 def export_donations(since: datetime | None, until: datetime | None, output: str | None) -> None:
     """Export donations as CSV."""
-    filters = DonationFilters(since=_day(since), until=_day(until))
+    filters = DonationFilters(**_dates(since, until))
     _write(exports.donation_export(filters), output)
 
 

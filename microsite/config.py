@@ -125,6 +125,9 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
 
     config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")
-    config.setdefault("WTF_CSRF_TIME_LIMIT", 4 * 3600)
+    # A form's token lasts as long as the browser's session cookie (an admin's ends at
+    # sign-out or its timeouts), not a fixed few hours: a pledge typed slowly, or an admin
+    # tab left open, is not refused and made to start again.
+    config.setdefault("WTF_CSRF_TIME_LIMIT", None)
     config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
     return config

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -33,7 +34,10 @@ def neutralise(text: str) -> str:
     Leading whitespace is looked past too, since some spreadsheets trim it on import:
     " =1+1" becomes "' =1+1". The quote is the only change; the text is kept whole.
     """
-    if text.startswith(FORMULA_START) or text.lstrip().startswith(FORMULA_START):
+    # Full-width forms (U+FF1D, U+FF0B...) are folded too: some spreadsheets read them as the
+    # ASCII sign when a sheet is set to an East Asian locale.
+    start = unicodedata.normalize("NFKC", text.lstrip()[:1])
+    if text.startswith(FORMULA_START) or start.startswith(FORMULA_START):
         return "'" + text
     return text
 

@@ -14,6 +14,7 @@ from werkzeug.test import TestResponse
 
 from microsite import auth
 from microsite.models import Donation, Pledge, db
+from microsite.pledges import email_key
 from tests.helpers import csrf_token
 
 ADMIN_EMAIL = "staff@renate-europe.net"
@@ -93,7 +94,7 @@ def add_pledge(app: Flask) -> Callable[..., None]:
                 Pledge(
                     name=name,
                     email=email,
-                    email_key=email.casefold(),
+                    email_key=email_key(email),
                     consented_at=at,
                     created_at=at,
                     **values,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -144,15 +145,44 @@ def test_donation_filters(
     assert donors(page.text) == expected
 
 
+def test_a_donation_is_found_by_the_short_reference_its_donor_was_shown(
+    admin_client: FlaskClient, some_donations: dict[str, str]
+) -> None:
+    shown = some_donations["monthly"][:8]  # as on the thank-you page
+    page = admin_client.get(f"/admin/donations?q={shown.upper()}").text
+    assert donors(page) == ["Monthly Giver"]
+    assert f"<code>{shown}</code>" in page
+    assert donors(admin_client.get(f"/admin/donations?q={shown[:5]}").text) == []
+
+
+def test_a_list_mixing_test_and_live_gifts_says_so_before_an_export(
+    admin_client: FlaskClient, some_donations
+) -> None:
+    mixed = admin_client.get("/admin/donations?frequency=one_time").text
+    assert 'id="test-included"' in mixed
+    note = mixed.split('id="test-included"')[1].split("</p>")[0]
+    assert "2 of these are test donations" in note
+    assert "/admin/donations?mode=live&amp;frequency=one_time" in note
+    for query in ("mode=live", "mode=test"):
+        assert 'id="test-included"' not in admin_client.get(f"/admin/donations?{query}").text
+
+
 def test_dashboard_keeps_test_and_live_apart(
     admin_client: FlaskClient, some_pledges, some_donations
 ) -> None:
     html = admin_client.get("/admin/").text
     live = html.split('id="live-donations"')[1].split("</section>")[0]
     test = html.split('id="test-donations"')[1].split("</section>")[0]
-    # Live: 25.00 one-time + 15.00 monthly received + the refunded 50.00.
-    assert '<th scope="row">EUR</th>' in live
-    assert "<strong>90.00</strong>" in live
+    # Live: 25.00 one-time + 15.00 monthly received + the refunded 50.00; 40.00 kept.
+    assert '<th scope="col" class="num">EUR</th>' in live
+    rows = re.findall(r'<th scope="row">([^<]+)</th><td class="num">(?:<strong>)?([\d.,]+)', live)
+    assert rows == [
+        ("One-time gifts", "75.00"),
+        ("Monthly gifts", "15.00"),
+        ("Received", "90.00"),
+        ("Refunded", "50.00"),
+        ("Kept, after refunds", "40.00"),
+    ]
     assert "GBP" not in live
     assert "1 (5.00 EUR a month)" in live
     assert "50.00 EUR on 1 gift" in live

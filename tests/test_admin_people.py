@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, select
+from sqlalchemy import event, func, select
 
 from microsite.models import AuditLog, Donation, Pledge, db
 from tests.admin_fixtures import lookup, page_token
@@ -203,6 +203,7 @@ def test_erasure_finds_donations_whatever_the_case_of_a_non_ascii_address(
             assert donation.donor_email is None
         kept = db.session.scalar(select(Donation).where(Donation.reference == other))
         assert kept.donor_email == "zoë.strasse@example.de"
+        assert db.session.scalar(select(func.count(Pledge.id))) == 0
 
 
 def test_the_person_page_shows_what_stripe_holds(admin_client: FlaskClient, maria) -> None:

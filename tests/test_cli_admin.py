@@ -165,6 +165,18 @@ def test_export_refuses_a_bad_date(runner: FlaskCliRunner) -> None:
     assert "YYYY-MM-DD" in result.output or "%Y-%m-%d" in result.output
 
 
+def test_export_refuses_dates_that_end_before_they_start(
+    runner: FlaskCliRunner, add_pledge, tmp_path
+) -> None:
+    add_pledge("Zoë Brontë", "zoe@example.org", created="2026-11-10T08:00:00")
+    output = tmp_path / "pledges.csv"
+    args = ["--since", "2026-11-30", "--until", "2026-11-01", "--output", str(output)]
+    result = runner.invoke(args=["export", "pledges", *args])
+    assert result.exit_code == 2
+    assert "end date is before the start date" in result.output
+    assert not output.exists()
+
+
 @pytest.mark.parametrize(
     "args",
     [

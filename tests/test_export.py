@@ -49,6 +49,11 @@ def audit_rows(app: Flask) -> list[AuditLog]:
         (" \n@SUM(A1)", "' \n@SUM(A1)"),
         ("\u00a0-2+3", "'\u00a0-2+3"),
         (" Maria", " Maria"),
+        # Full-width signs, which some spreadsheet locales read as the ASCII ones.
+        ("\uff1d1+1", "'\uff1d1+1"),
+        ("\uff0bSUM(A1)", "'\uff0bSUM(A1)"),
+        (" \uff20A1", "' \uff20A1"),
+        ("\uff2daria", "\uff2daria"),
         ("", ""),
     ],
 )
@@ -110,6 +115,38 @@ def test_export_holds_exactly_the_filtered_rows(
         "filters": {"country": "IT", "until": "2026-02-03"},
         "via": "web",
     }
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("/admin/pledges.csv?country=it", "Country"),
+        ("/admin/pledges.csv?since=2026-11-31", "From"),
+        ("/admin/pledges.csv?since=28/11/2026&country=IT", "From"),
+        ("/admin/pledges.csv?public=true", "Shown publicly"),
+        ("/admin/donations.csv?status=Paid", "Status"),
+        ("/admin/donations.csv?currency=eur", "Currency"),
+        ("/admin/donations.csv?mode=LIVE", "Live or test"),
+    ],
+)
+def test_an_export_link_with_a_filter_that_cannot_be_read_exports_nothing(
+    app: Flask,
+    admin_client: FlaskClient,
+    add_pledge: Callable[..., None],
+    add_donation,
+    url: str,
+    problem: str,
+) -> None:
+    add_pledge("In Italy", "it@example.org", country="IT")
+    add_pledge("In Spain", "es@example.org", country="ES")
+    add_donation(currency="EUR")
+    response = admin_client.get(url)
+    assert response.status_code == 400
+    assert response.mimetype == "text/html"
+    assert "These filters could not be used" in response.text
+    assert f"<li>{problem}" in response.text
+    assert "Correct the filters" in response.text
+    assert [row.action for row in audit_rows(app)] == ["sign_in"]
 
 
 def test_donation_export(app: Flask, admin_client: FlaskClient, add_donation) -> None:

@@ -14,6 +14,7 @@ from flask import (
     current_app,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -260,7 +261,13 @@ def donations() -> str:
     """Donations, newest first, narrowed by the filters."""
     form, filters = donation_filters()
     page = _paginate(records.filter_donations(select(Donation), filters))
-    return render_template("admin/donations.html", form=form, filters=filters, page=page)
+    return render_template(
+        "admin/donations.html",
+        form=form,
+        filters=filters,
+        page=page,
+        test_count=records.test_donations_among(filters),
+    )
 
 
 def _refuse_cross_site() -> None:
@@ -287,11 +294,33 @@ def _download(export: exports.Export) -> Response:
     return response
 
 
+def _refuse_unreadable_filters(form: Any, list_endpoint: str) -> None:
+    """Export nothing when a filter could not be read (a hand-edited or old link).
+
+    The list shows such a filter's error and leaves it out; a file has nowhere to show
+    one, and leaving the filter out would quietly export more rows than were asked for.
+    """
+    if not form.errors:
+        return
+    problems = [f"{form[name].label.text}: {messages[0]}" for name, messages in form.errors.items()]
+    page = render_template(
+        "errors/error.html",
+        code=400,
+        title="These filters could not be used",
+        message="Nothing was exported, so that the file never holds more than was asked for.",
+        problems=problems,
+        action_url=url_for(list_endpoint, **request.args),
+        action_label="Correct the filters",
+    )
+    abort(make_response(page, 400))
+
+
 @bp.get("/pledges.csv")
 def export_pledges() -> Response:
     """Download exactly the pledges the list shows with these filters."""
     _refuse_cross_site()
-    _form, filters = pledge_filters()
+    form, filters = pledge_filters()
+    _refuse_unreadable_filters(form, "admin.pledges")
     return _download(exports.pledge_export(filters))
 
 
@@ -299,7 +328,8 @@ def export_pledges() -> Response:
 def export_donations() -> Response:
     """Download exactly the donations the list shows with these filters."""
     _refuse_cross_site()
-    _form, filters = donation_filters()
+    form, filters = donation_filters()
+    _refuse_unreadable_filters(form, "admin.donations")
     return _download(exports.donation_export(filters))
 
 
