@@ -39,11 +39,35 @@ CONSENT_TEXT = (
 CONSENT_VERSION = "2026-11-pledge-v1"
 
 
+# ISO 3166 names written back to front ("Congo, The Democratic Republic of the") that
+# pycountry gives no common name for, as people say them.
+COUNTRY_NAME_OVERRIDES = {
+    "CD": "Democratic Republic of the Congo",
+    "FM": "Micronesia",
+    "PS": "Palestine",
+    "VA": "Holy See (Vatican City)",
+    "VG": "British Virgin Islands",
+    "VI": "United States Virgin Islands",
+}
+
+
+def alphabetical_key(name: str) -> str:
+    """A name as people look it up: "Åland" under A and "Côte d'Ivoire" beside "Costa Rica"."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
 @cache
 def country_choices() -> list[tuple[str, str]]:
     """ISO 3166 countries by their everyday names, sorted for people, not for codes."""
-    names = [(c.alpha_2, getattr(c, "common_name", None) or c.name) for c in pycountry.countries]
-    return sorted(names, key=lambda pair: pair[1].casefold())
+    names = [
+        (
+            c.alpha_2,
+            COUNTRY_NAME_OVERRIDES.get(c.alpha_2) or getattr(c, "common_name", None) or c.name,
+        )
+        for c in pycountry.countries
+    ]
+    return sorted(names, key=lambda pair: alphabetical_key(pair[1]))
 
 
 @cache
@@ -131,13 +155,15 @@ class PledgeForm(SiteForm):
         "How will you pray?",
         choices=choices([(key.value, label) for key, label in PRAYER_RHYTHM_LABELS.items()]),
         validators=[InputRequired("Choose how you will pray.")],
+        # A value not on the list can only come from an altered page; say the same.
+        invalid_choice_message="Choose how you will pray.",
     )
     intention = TextAreaField(
         "A prayer intention (optional)",
         validators=[Length(max=500, message="Your intention can be at most 500 characters.")],
         render_kw={"maxlength": 500, "rows": 3, "dir": "auto"},
     )
-    show_publicly = BooleanField("Show my first name and country among those praying")
+    show_publicly = BooleanField("Show me among those praying")
     consent = BooleanField(
         CONSENT_TEXT,
         # Only the box's own value is agreement; "0" or "off" from a script is not.
@@ -342,12 +368,13 @@ class DonationForm(SiteForm):
         super().__init__(*args, **kwargs)
         self.settings = donation_settings()
         self.currency.choices = choices([(code, code) for code in self.settings.currencies])
-        presets = [amount_value(p) for p in self.settings.presets]
-        self.amount.choices = choices([*((p, p) for p in presets), (OTHER_AMOUNT, "Other amount")])
+        presets = [(amount_value(p), self.settings.preset_label(p)) for p in self.settings.presets]
+        self.amount.choices = choices([*presets, (OTHER_AMOUNT, "Other amount")])
         if not self.is_submitted():
             self.frequency.data = self.frequency.data or Frequency.ONE_TIME.value
             self.currency.data = self.currency.data or self.settings.default_currency
-            default = presets[1] if len(presets) > 1 else OTHER_AMOUNT
+            offered = [amount_value(p) for p in self.settings.presets_for(self.chosen_currency)]
+            default = offered[1] if len(offered) > 1 else OTHER_AMOUNT
             self.amount.data = self.amount.data or default
 
     @property

@@ -127,6 +127,21 @@ class DonationSettings:
         floor = Decimal(STRIPE_MINIMUMS.get(currency.upper(), "0"))
         return max(self.minimum, floor)
 
+    def presets_for(self, currency: str) -> tuple[Decimal, ...]:
+        """The presets offered in this currency: one list serves every currency, and ¥10
+        is below the smallest charge Stripe takes in yen, so it is not offered there."""
+        smallest = self.minimum_for(currency)
+        return tuple(preset for preset in self.presets if preset >= smallest)
+
+    def preset_label(self, preset: Decimal) -> str:
+        """A preset as its button shows it: 25 and 1,000 whole, 7.50 with its cents.
+
+        A preset has no more places than every offered currency has (checked at start), so
+        the label is the same in each of them; only the sign before it changes.
+        """
+        places = max(map(exponent, self.currencies)) if decimal_places(preset) else 0
+        return f"{preset:,.{places}f}"
+
 
 def _items(value: str | Iterable[Any]) -> list[str]:
     parts = value.split(",") if isinstance(value, str) else [str(v) for v in value]
@@ -141,6 +156,21 @@ def decimal_setting(value: Any, name: str) -> Decimal:
     if not number.is_finite():
         raise StripeSettingsError(f"{name} must be a number, like 10 or 2.50, not {value}")
     return number
+
+
+def decimal_places(value: Decimal) -> int:
+    """The places after the point that count: 7.50 has one, 12.345 three, 1E+3 none."""
+    return len(format(value, "f").partition(".")[2].rstrip("0"))
+
+
+def _check_places(name: str, value: Decimal, currencies: Iterable[str]) -> None:
+    """Refuse an amount a currency cannot hold: 12.345 would be charged as 12.35."""
+    for code in currencies:
+        if decimal_places(value) > exponent(code):
+            raise StripeSettingsError(
+                f"{name}: {value} has more decimal places than {code} has ({exponent(code)}), "
+                f"so it could not be charged in {code} as shown. Round it, or remove {code}."
+            )
 
 
 def donation_settings() -> DonationSettings:
@@ -185,6 +215,10 @@ def read_donation_settings(config: Any) -> DonationSettings:
                 f"DONATION_PRESETS: {preset} is outside DONATION_MIN ({settings.minimum}) "
                 f"to DONATION_MAX ({settings.maximum})"
             )
+    _check_places("DONATION_MIN", settings.minimum, currencies)
+    _check_places("DONATION_MAX", settings.maximum, currencies)
+    for preset in settings.presets:
+        _check_places("DONATION_PRESETS", preset, currencies)
     return settings
 
 

@@ -24,6 +24,7 @@ from .models import (
     db,
 )
 from .money import (
+    DonationSettings,
     StripeSettingsError,
     decimal_setting,
     format_money,
@@ -85,7 +86,8 @@ def init_app(app: Flask) -> None:
         )
     app.extensions["stripe_mode"] = mode
     # Read once, so a mistyped amount or currency setting stops the start, not a donor.
-    app.extensions["donation_settings"] = read_donation_settings(app.config)
+    app.extensions["donation_settings"] = settings = read_donation_settings(app.config)
+    _note_presets_not_offered(app, settings)
     if mode is not None:
         retries = int(app.config["STRIPE_MAX_NETWORK_RETRIES"])
         timeout = stripe_timeout(app.config["STRIPE_TIMEOUT"], retries)
@@ -110,6 +112,20 @@ def init_app(app: Flask) -> None:
     @app.context_processor
     def payment_mode() -> dict[str, str | None]:
         return {"stripe_mode": mode}
+
+
+def _note_presets_not_offered(app: Flask, settings: DonationSettings) -> None:
+    """Tell the operator which presets a currency leaves out: one list serves every
+    currency, and a preset below Stripe's smallest charge in one is not offered in it."""
+    for code in settings.currencies:
+        left_out = [p for p in settings.presets if p not in settings.presets_for(code)]
+        if left_out:
+            app.logger.warning(
+                "DONATION_PRESETS: %s not offered in %s, below the smallest gift taken in it (%s)",
+                ", ".join(map(str, left_out)),
+                code,
+                settings.minimum_for(code),
+            )
 
 
 # Gunicorn ends a worker that takes longer than 30 seconds (its default --timeout), and the
@@ -226,18 +242,52 @@ REFUSED_NOTE = "Stripe refused the checkout: "
 SERVER_ERROR_NOTE = "Stripe answered a server error to request "
 
 
-def idempotency_key(donation: Donation) -> str:
-    """The same for every attempt at one gift, so a retry can never make a second session.
+def idempotency_key(donation: Donation, step: str = "checkout") -> str:
+    """The same for every attempt at one gift, so a retry can never make a second session
+    (step "checkout") or a second Stripe Customer (step "customer").
 
     Except after Stripe answered with a server error: Stripe replays that answer for the
     same key for a day, so the next attempt uses a key named after the failed request. A
     network failure leaves the key as it was, since the session may have been made.
     """
-    key = f"donation-{donation.reference}-checkout"
+    key = f"donation-{donation.reference}-{step}"
     note = donation.failure_reason or ""
     if note.startswith(SERVER_ERROR_NOTE):
         key += "-" + note.removeprefix(SERVER_ERROR_NOTE)
     return key
+
+
+def customer_params(donation: Donation) -> dict[str, Any] | None:
+    """A Stripe Customer for a donor who gave their name, or None.
+
+    Checkout takes an email address to prefill (customer_email) but no name: a name reaches
+    Stripe, and shows beside the payment in its dashboard, only on a Customer.
+    """
+    if not donation.donor_name:
+        return None
+    params: dict[str, Any] = {
+        "name": donation.donor_name,
+        "metadata": {REFERENCE_KEY: donation.reference},
+    }
+    if donation.donor_email:
+        params["email"] = donation.donor_email
+    return params
+
+
+def _customer(donation: Donation) -> None:
+    """Make the gift's Stripe Customer once, and keep its id on the gift.
+
+    A retry reuses the stored id rather than asking again: after a server error the next
+    attempt has a new idempotency key, and asking with it would make a second Customer.
+    """
+    params: Any = customer_params(donation)
+    if donation.stripe_customer or params is None:
+        return
+    customer = _client().v1.customers.create(
+        params=params,
+        options={"idempotency_key": idempotency_key(donation, "customer")},
+    )
+    donation.stripe_customer = str(customer["id"])
 
 
 def checkout_params(donation: Donation, *, success_url: str, cancel_url: str) -> dict[str, Any]:
@@ -278,7 +328,10 @@ def checkout_params(donation: Donation, *, success_url: str, cancel_url: str) ->
     else:
         params["submit_type"] = "donate"
         params["payment_intent_data"] = {"metadata": metadata, "description": name}
-    if donation.donor_email:
+    # Stripe takes one or the other: a Customer brings its own email address to prefill.
+    if donation.stripe_customer:
+        params["customer"] = donation.stripe_customer
+    elif donation.donor_email:
         params["customer_email"] = donation.donor_email
     return params
 
@@ -286,6 +339,7 @@ def checkout_params(donation: Donation, *, success_url: str, cancel_url: str) ->
 def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> str:
     """Create (or, on a retry, find again) the gift's Checkout Session; its URL for the donor."""
     try:
+        _customer(donation)
         params: Any = checkout_params(donation, success_url=success_url, cancel_url=cancel_url)
         session = _client().v1.checkout.sessions.create(
             params=params, options={"idempotency_key": idempotency_key(donation)}

@@ -48,13 +48,17 @@ class WireRequest:
 class FakeStripe(stripe.HTTPClient):
     """Answers the stripe library like Stripe's API would, without a network.
 
-    Each request is recorded. Checkout sessions are created from the posted parameters;
-    a repeated idempotency key gets the first answer again, as Stripe's API does, and a key
-    used again with different parameters gets Stripe's 400 idempotency_error.
+    Each request is recorded. Checkout sessions and customers are created from the posted
+    parameters; a repeated idempotency key gets the first answer again, as Stripe's API
+    does, and a key used again with different parameters gets Stripe's 400
+    idempotency_error.
     """
 
     requests: list[WireRequest] = field(default_factory=list)
-    failures: list[tuple[int, dict[str, Any]] | Exception] = field(default_factory=list)
+    # Failures to answer with, each for the next request to its path (None: to any path).
+    failures: list[tuple[str | None, tuple[int, dict[str, Any]] | Exception]] = field(
+        default_factory=list
+    )
     checkout_url: str = CHECKOUT_URL
     name = "fake"
 
@@ -65,18 +69,29 @@ class FakeStripe(stripe.HTTPClient):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def fail_next(self, status: int = 500, error: dict[str, Any] | None = None) -> None:
-        """Make the next request answer with a Stripe error of this HTTP status."""
-        self.failures.append((status, error or {"type": "api_error", "message": "Boom"}))
+    def fail_next(
+        self, status: int = 500, error: dict[str, Any] | None = None, *, path: str | None = None
+    ) -> None:
+        """Make the next request (to path, if given) answer with a Stripe error of this status."""
+        failure = (status, error or {"type": "api_error", "message": "Boom"})
+        self.failures.append((path, failure))
 
     def forget_keys(self) -> None:
         """A day has passed: Stripe no longer remembers earlier idempotency keys."""
         self._answers.clear()
         self._bodies.clear()
 
-    def drop_next(self) -> None:
-        """Make the next request fail as if the network were down."""
-        self.failures.append(stripe.APIConnectionError("Network is unreachable"))
+    def drop_next(self, *, path: str | None = None) -> None:
+        """Make the next request (to path, if given) fail as if the network were down."""
+        self.failures.append((path, stripe.APIConnectionError("Network is unreachable")))
+
+    def _failure_for(self, path: str) -> tuple[int, dict[str, Any]] | Exception | None:
+        """The first failure waiting for a request to this path, taken off the list."""
+        for n, (where, failure) in enumerate(self.failures):
+            if where in (None, path):
+                del self.failures[n]
+                return failure
+        return None
 
     def request(
         self,
@@ -97,8 +112,8 @@ class FakeStripe(stripe.HTTPClient):
                 if self._bodies[key] != body:
                     return self._idempotency_error(key, request_id)
                 return self._answers[key]
-            if self.failures:
-                failure = self.failures.pop(0)
+            failure = self._failure_for(wire.path)
+            if failure is not None:
                 if isinstance(failure, Exception):
                     raise failure
                 status, error = failure
@@ -134,6 +149,20 @@ class FakeStripe(stripe.HTTPClient):
         pass
 
     def _answer(self, wire: WireRequest) -> dict[str, Any]:
+        if wire.method == "POST" and wire.path == "/v1/customers":
+            params = wire.params
+            return {
+                "id": f"cus_fake{next(self._ids):06d}",
+                "object": "customer",
+                "livemode": False,
+                "created": int(time.time()),
+                "name": params.get("name"),
+                "email": params.get("email"),
+                "metadata": _metadata(params),
+                "balance": 0,
+                "delinquent": False,
+                "default_source": None,
+            }
         if wire.method == "POST" and wire.path == "/v1/checkout/sessions":
             params = wire.params
             session_id = f"cs_test_fake{next(self._ids):06d}"
@@ -147,11 +176,9 @@ class FakeStripe(stripe.HTTPClient):
                 "client_reference_id": params.get("client_reference_id"),
                 "currency": params.get("line_items[0][price_data][currency]"),
                 "amount_total": int(params.get("line_items[0][price_data][unit_amount]", "0")),
-                "metadata": {
-                    k[len("metadata[") : -1]: v
-                    for k, v in params.items()
-                    if k.startswith("metadata[")
-                },
+                "customer": params.get("customer"),
+                "customer_email": params.get("customer_email"),
+                "metadata": _metadata(params),
                 "success_url": params.get("success_url"),
                 "cancel_url": params.get("cancel_url"),
                 "url": self.checkout_url + session_id,
@@ -161,6 +188,15 @@ class FakeStripe(stripe.HTTPClient):
     @property
     def sessions_created(self) -> list[WireRequest]:
         return [r for r in self.requests if r.path == "/v1/checkout/sessions"]
+
+    @property
+    def customers_created(self) -> list[WireRequest]:
+        return [r for r in self.requests if r.path == "/v1/customers"]
+
+
+def _metadata(params: dict[str, str]) -> dict[str, str]:
+    """The metadata[...] parameters as the object Stripe answers with."""
+    return {k[len("metadata[") : -1]: v for k, v in params.items() if k.startswith("metadata[")}
 
 
 @pytest.fixture

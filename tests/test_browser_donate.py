@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 
 from microsite.models import Donation, DonationStatus, db
+from microsite.money import donation_settings, format_money, parse_amount, to_major, to_minor
 from tests.stripe_fake import CHECKOUT_URL, FakeStripe, make_event, post_event
 
 pytestmark = pytest.mark.browser
@@ -17,9 +18,12 @@ FAKE_CHECKOUT_PAGE = "<!doctype html><title>Checkout</title><h1>Fake Stripe Chec
 
 
 @pytest.fixture
-def app(make_app, stripe_config: dict[str, Any]) -> Flask:
-    """The site in Stripe test mode; its API calls reach the fake, never the network."""
-    return make_app(**stripe_config)
+def app(request: pytest.FixtureRequest, make_app, stripe_config: dict[str, Any]) -> Flask:
+    """The site in Stripe test mode; its API calls reach the fake, never the network.
+
+    A test may add settings of its own through indirect parametrization.
+    """
+    return make_app(**stripe_config, **getattr(request, "param", {}))
 
 
 def _stand_in_for_checkout(page: Any) -> list[str]:
@@ -130,6 +134,76 @@ def test_a_cancelled_checkout_brings_back_the_choices(
     assert "nothing was taken" in page.inner_text(".notice")
     assert page.input_value("#other_amount") == "42.50"
     assert page.is_checked("#amount-4")
+
+
+def _server_estimate(app: Flask, typed: str, currency: str) -> str:
+    """The estimate the server would give for a typed amount: "" for one it refuses."""
+    with app.app_context():
+        settings = donation_settings()
+        try:
+            minor = to_minor(parse_amount(typed, currency), currency)
+        except ValueError:
+            return ""
+        if not settings.minimum_for(currency) <= to_major(minor, currency) <= settings.maximum:
+            return ""
+        fee = settings.fee(minor, currency)
+        return f"On {format_money(minor, currency)} that adds {format_money(fee, currency)}."
+
+
+# Accepted and refused alike: signs and codes, separators, places, and digits as a
+# Japanese or Arabic keyboard types them (\uff13\uff10 and \u0663\u0660 are 30).
+TYPED = [
+    "€30", "30 EUR", "eur30", "30€", "€ 1 000", "30,5", "30.50", "\uff13\uff10", "\u0663\u0660",
+    "1,000", "1.005", "30.", "$30", "30 USD", "€30$", "0.50", "20000", "3O", "",
+]  # fmt: skip
+
+
+def test_the_fee_estimate_reads_a_typed_amount_as_the_server_does(
+    page: Any, live_server: Any, app: Flask
+) -> None:
+    page.goto(live_server.url + "/donate")
+    page.fill("#other_amount", "€30")
+    # (3000 + 25) / 0.985 = 3071.06..., so 72 cents on top, as the server says.
+    assert page.inner_text(".fee-example") == "On €30.00 that adds €0.72."
+    assert _server_estimate(app, "€30", "EUR") == "On €30.00 that adds €0.72."
+    page.fill("#other_amount", "1,000")  # a thousands separator, which the server refuses
+    assert page.inner_text(".fee-example") == ""
+    for typed in TYPED:
+        page.fill("#other_amount", typed)
+        assert page.inner_text(".fee-example") == _server_estimate(app, typed, "EUR"), typed
+
+
+@pytest.mark.parametrize(
+    "app", [{"DONATION_CURRENCIES": "EUR,CHF,JPY", "DONATION_MAX": "100000"}], indirect=True
+)
+def test_switching_currency_changes_the_fee_rule_and_the_presets_offered(
+    page: Any, live_server: Any, app: Flask
+) -> None:
+    page.goto(live_server.url + "/donate")
+    assert "Card fees are about 1.5% + €0.25." in page.inner_text("#fee-estimate")
+    page.select_option("#currency", "CHF")
+    assert "Card fees are about 1.5% + CHF 0.25." in page.inner_text("#fee-estimate")
+    assert page.inner_text(".fee-example") == "On CHF 25.00 that adds CHF 0.64."
+    page.fill("#other_amount", "CHF 30")
+    assert page.inner_text(".fee-example") == _server_estimate(app, "CHF 30", "CHF")
+
+    # ¥10 and ¥25 are below the smallest charge Stripe takes in yen: not offered.
+    page.click("label[for=amount-1]")  # 25
+    page.select_option("#currency", "JPY")
+    assert "Card fees are about 1.5% + ¥1." in page.inner_text("#fee-estimate")
+    shown = page.locator(".amount-choice:visible label").all_text_contents()
+    assert shown == ["¥50", "¥100"]
+    assert not page.is_checked("#amount-1")
+    assert page.inner_text(".fee-example") == ""
+    page.click("label[for=amount-2]")  # 50
+    assert page.inner_text(".fee-example") == _server_estimate(app, "50", "JPY")
+    for typed in ("¥1000", "1,000", "1000.5", "\uff13\uff10\uff10\uff10"):
+        page.fill("#other_amount", typed)
+        assert page.inner_text(".fee-example") == _server_estimate(app, typed, "JPY"), typed
+
+    page.select_option("#currency", "EUR")
+    shown = page.locator(".amount-choice:visible label").all_text_contents()
+    assert shown == ["€10", "€25", "€50", "€100"]
 
 
 def test_donate_page_fits_the_viewport(page: Any, live_server: Any) -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import socket
 import threading
 import time
+from html import unescape
 from typing import Any
 
 import pytest
@@ -53,7 +55,7 @@ def test_form_offers_presets_currencies_frequency_and_other_amount(client: Flask
     for field in ("donor_name", "donor_email", "message"):
         assert f'name="{field}"' in html
     # The fee estimate is there without script: 1.5% + €0.25 on €25 is €0.64 (rounded up).
-    assert "Card fees are about 1.5% + €0.25" in html
+    assert 'Card fees are about 1.5% + <span class="fee-fixed">€0.25</span>.' in html
     assert "On €25.00 that adds €0.64." in html
 
 
@@ -125,19 +127,215 @@ def test_monthly_gift_is_a_subscription_with_an_inline_monthly_price(
     response = post_form(stripe_client, "/donate", data)
     assert response.status_code == 303
     [wire] = fake_stripe.requests
-    params = wire.params
-    ref = donations(stripe_app)[0].reference
-    assert params["mode"] == "subscription"
-    assert params["adaptive_pricing[enabled]"] == "false"
-    assert params["line_items[0][price_data][recurring][interval]"] == "month"
-    assert params["line_items[0][price_data][unit_amount]"] == "1200"
-    assert params["line_items[0][price_data][currency]"] == "gbp"
-    assert params["line_items[0][price_data][product_data][name]"] == "Monthly gift to RENATE"
-    assert params["subscription_data[metadata][donation_reference]"] == ref
-    assert params["metadata[donation_reference]"] == ref
-    assert params["client_reference_id"] == ref
-    assert "submit_type" not in params
-    assert not any(key.startswith("payment_intent_data") for key in params)
+    [donation] = donations(stripe_app)
+    ref = donation.reference
+    assert wire.headers["Idempotency-Key"] == f"donation-{ref}-checkout"
+    # No submit_type and no payment_intent_data: Stripe refuses both in subscription mode.
+    assert wire.params == {
+        "mode": "subscription",
+        "adaptive_pricing[enabled]": "false",
+        "line_items[0][quantity]": "1",
+        "line_items[0][price_data][currency]": "gbp",
+        "line_items[0][price_data][unit_amount]": "1200",
+        "line_items[0][price_data][product_data][name]": "Monthly gift to RENATE",
+        "line_items[0][price_data][recurring][interval]": "month",
+        "client_reference_id": ref,
+        "metadata[donation_reference]": ref,
+        "metadata[frequency]": "monthly",
+        "subscription_data[metadata][donation_reference]": ref,
+        "subscription_data[metadata][frequency]": "monthly",
+        "subscription_data[description]": "Monthly gift to RENATE",
+        "success_url": "http://localhost/donate/thanks?session_id={CHECKOUT_SESSION_ID}",
+        "cancel_url": f"http://localhost/donate/cancelled?ref={ref}",
+    }
+    assert donation.frequency == "monthly"
+    assert donation.amount == 1200
+    assert donation.currency == "GBP"
+
+
+# --------------------------------------------------------------------------- the donor's name
+
+NAMED = {**ONE_TIME, "donor_name": "Anna Novák", "donor_email": "anna@example.org"}
+CUSTOMERS = f"{FAKE_API_BASE}/v1/customers"
+
+
+def test_a_donor_who_gives_a_name_reaches_checkout_as_a_stripe_customer(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # Checkout takes an email to prefill but no name: the name travels on a Customer, and
+    # Stripe refuses customer and customer_email together.
+    response = post_form(stripe_client, "/donate", NAMED)
+    assert response.status_code == 303
+    made, session = fake_stripe.requests
+    [donation] = donations(stripe_app)
+    ref = donation.reference
+    assert (made.method, made.url) == ("POST", CUSTOMERS)
+    assert made.headers["Idempotency-Key"] == f"donation-{ref}-customer"
+    assert made.params == {
+        "name": "Anna Novák",
+        "email": "anna@example.org",
+        "metadata[donation_reference]": ref,
+    }
+    assert donation.stripe_customer.startswith("cus_")
+    assert session.url == f"{FAKE_API_BASE}/v1/checkout/sessions"
+    assert session.params["customer"] == donation.stripe_customer
+    assert "customer_email" not in session.params
+    assert response.headers["Location"] == CHECKOUT_URL + donation.stripe_session_id
+
+
+def test_a_name_without_an_email_makes_a_customer_with_the_name_only(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    response = post_form(stripe_client, "/donate", {**ONE_TIME, "donor_name": "Jan"})
+    assert response.status_code == 303
+    made, session = fake_stripe.requests
+    [donation] = donations(stripe_app)
+    assert made.params == {"name": "Jan", "metadata[donation_reference]": donation.reference}
+    assert session.params["customer"] == donation.stripe_customer
+    assert "customer_email" not in session.params
+
+
+def test_an_anonymous_gift_still_prefills_checkout_with_the_donor_s_details(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # Anonymity is about being named as a supporter in public, not about paying Stripe.
+    response = post_form(stripe_client, "/donate", {**NAMED, "anonymous": "y"})
+    assert response.status_code == 303
+    made, session = fake_stripe.requests
+    assert made.params["name"] == "Anna Novák"
+    assert session.params["customer"].startswith("cus_")
+    assert session.params["metadata[anonymous]"] == "yes"
+    page = stripe_client.get("/donate").text
+    assert "keep your name with it, even when you give anonymously" in page
+
+
+def test_a_monthly_gift_by_a_named_donor_is_billed_to_that_customer(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    response = post_form(stripe_client, "/donate", {**NAMED, "frequency": "monthly"})
+    assert response.status_code == 303
+    [made] = fake_stripe.customers_created
+    [session] = fake_stripe.sessions_created
+    [donation] = donations(stripe_app)
+    assert made.params["name"] == "Anna Novák"
+    assert session.params["mode"] == "subscription"
+    assert session.params["customer"] == donation.stripe_customer
+    assert "customer_email" not in session.params
+
+
+@pytest.mark.parametrize(
+    ("failure", "status", "passing"),
+    [
+        (lambda fake: fake.fail_next(500, path="/v1/customers"), 502, True),
+        (lambda fake: fake.fail_next(429, {"type": "invalid_request_error"}), 503, True),
+        (lambda fake: fake.drop_next(path="/v1/customers"), 503, True),
+        (lambda fake: fake.fail_next(400, {"type": "invalid_request_error",
+                                           "message": "Invalid email address"}), 502, False),
+    ],
+    ids=["api-error", "rate-limited", "network-down", "refused"],
+)  # fmt: skip
+def test_a_failed_customer_call_gives_the_same_calm_page_and_no_session(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    fake_stripe: FakeStripe,
+    caplog: pytest.LogCaptureFixture,
+    failure: Any,
+    status: int,
+    passing: bool,
+) -> None:
+    failure(fake_stripe)
+    with caplog.at_level(logging.WARNING):
+        response = post_form(stripe_client, "/donate", NAMED)
+    assert response.status_code == status
+    assert "nothing was taken" in response.text
+    if passing:
+        assert "We could not reach our payment provider" in response.text
+        assert "Try again" in response.text
+    else:
+        assert "Giving online is not working right now" in response.text
+        assert "/donate/retry/" not in response.text
+    assert fake_stripe.sessions_created == []
+    [donation] = donations(stripe_app)
+    assert donation.status == DonationStatus.NOT_STARTED
+    assert donation.stripe_customer is None
+    assert donation.stripe_session_id is None
+    assert f"donation {donation.reference}" in caplog.text
+    assert "stripe request id" in caplog.text
+
+
+def test_a_retry_after_the_network_failed_finds_the_same_customer_again(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # Stripe may have made the customer before the answer was lost: the same key finds it.
+    fake_stripe.drop_next(path="/v1/customers")
+    failed = post_form(stripe_client, "/donate", NAMED)
+    assert failed.status_code == 503
+    [donation] = donations(stripe_app)
+    token = csrf_token(failed.text)
+    first = stripe_client.post(f"/donate/retry/{donation.reference}", data={"csrf_token": token})
+    again = stripe_client.post(f"/donate/retry/{donation.reference}", data={"csrf_token": token})
+    assert first.status_code == again.status_code == 303
+    assert first.headers["Location"] == again.headers["Location"]
+    made = fake_stripe.customers_created
+    assert len(made) == 2  # the lost attempt and its retry; the second retry asks nothing
+    assert {r.headers["Idempotency-Key"] for r in made} == {
+        f"donation-{donation.reference}-customer"
+    }
+    assert made[0].body == made[1].body
+    [donation] = donations(stripe_app)
+    sessions = fake_stripe.sessions_created
+    assert {r.params["customer"] for r in sessions} == {donation.stripe_customer}
+    assert {r.headers["Idempotency-Key"] for r in sessions} == {
+        f"donation-{donation.reference}-checkout"
+    }
+
+
+def test_a_retry_after_the_session_failed_does_not_make_a_second_customer(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # The customer was made, then Stripe answered the session with a server error: the
+    # retry needs a new session key, and reuses the customer already made.
+    fake_stripe.fail_next(500, path="/v1/checkout/sessions")
+    failed = post_form(stripe_client, "/donate", NAMED)
+    assert failed.status_code == 502
+    [donation] = donations(stripe_app)
+    customer = donation.stripe_customer
+    assert customer.startswith("cus_")
+    token = csrf_token(failed.text)
+    retry = stripe_client.post(f"/donate/retry/{donation.reference}", data={"csrf_token": token})
+    assert retry.status_code == 303
+    assert len(fake_stripe.customers_created) == 1
+    first, second = fake_stripe.sessions_created
+    assert first.headers["Idempotency-Key"] == f"donation-{donation.reference}-checkout"
+    assert second.headers["Idempotency-Key"] == (
+        f"donation-{donation.reference}-checkout-req_fake_3"
+    )
+    assert first.params["customer"] == second.params["customer"] == customer
+    [donation] = donations(stripe_app)
+    assert donation.stripe_customer == customer
+    assert donation.status == DonationStatus.OPEN
+
+
+def test_a_retry_after_the_customer_call_failed_on_stripe_s_side_uses_new_keys(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # Stripe replays a 500 for its key for a day: the retry asks under keys named after
+    # the failed request, for the customer and the session alike.
+    fake_stripe.fail_next(500, path="/v1/customers")
+    failed = post_form(stripe_client, "/donate", NAMED)
+    assert failed.status_code == 502
+    [donation] = donations(stripe_app)
+    ref = donation.reference
+    token = csrf_token(failed.text)
+    assert stripe_client.post(f"/donate/retry/{ref}", data={"csrf_token": token}).status_code == 303
+    keys = [r.headers["Idempotency-Key"] for r in fake_stripe.requests]
+    assert keys == [
+        f"donation-{ref}-customer",
+        f"donation-{ref}-customer-req_fake_1",
+        f"donation-{ref}-checkout-req_fake_1",
+    ]
+    [donation] = donations(stripe_app)
+    assert fake_stripe.sessions_created[0].params["customer"] == donation.stripe_customer
 
 
 @pytest.mark.parametrize(
@@ -273,6 +471,80 @@ def test_no_gift_is_smaller_than_stripe_takes_in_its_currency(
     )
     amounts = [r.params["line_items[0][price_data][unit_amount]"] for r in fake_stripe.requests]
     assert amounts == ["50", "30"]
+
+
+def _choices(html: str) -> dict[str, tuple[str, bool]]:
+    """Each preset button on a page: its value, its label and whether it is offered."""
+    found = re.findall(
+        r'<div class="amount-choice"( hidden)?><input[^>]*value="([^"]+)">'
+        r'<label[^>]*><span class="cur-sym">[^<]*</span>([^<]*)</label>',
+        html,
+    )
+    return {value: (label, not hidden) for hidden, value, label in found}
+
+
+def test_preset_buttons_show_the_currency_s_decimal_places(
+    make_app: Any, stripe_config: dict[str, Any], fake_stripe: FakeStripe
+) -> None:
+    app = make_app(**stripe_config, DONATION_PRESETS="7.5,12.340,1000")
+    client = app.test_client()
+    labels = {value: label for value, (label, _) in _choices(client.get("/donate").text).items()}
+    assert labels == {"7.5": "7.50", "12.34": "12.34", "1000": "1,000"}
+    assert post_form(client, "/donate", {**ONE_TIME, "amount": "7.5"}).status_code == 303
+    assert fake_stripe.requests[0].params["line_items[0][price_data][unit_amount]"] == "750"
+
+    yen = make_app(
+        DONATION_CURRENCIES="JPY",
+        DONATION_DEFAULT_CURRENCY="JPY",
+        DONATION_PRESETS="500,1000,5000",
+        DONATION_MAX="100000",
+    )
+    html = yen.test_client().get("/donate").text
+    assert '<span class="cur-sym">¥</span>1,000</label>' in html
+    assert 'Card fees are about 1.5% + <span class="fee-fixed">¥1</span>.' in html
+
+
+def test_presets_below_stripe_s_smallest_charge_are_not_offered_in_that_currency(
+    make_app: Any,
+    stripe_config: dict[str, Any],
+    fake_stripe: FakeStripe,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # One list of presets serves every currency; ¥10 and ¥25 are below the ¥50 Stripe
+    # takes. The site starts, tells its operator, and offers only what can be charged.
+    with caplog.at_level(logging.WARNING):
+        app = make_app(**stripe_config, DONATION_CURRENCIES="EUR,JPY", DONATION_MAX="100000")
+    assert "DONATION_PRESETS: 10, 25 not offered in JPY" in caplog.text
+    client = app.test_client()
+    page = client.get("/donate").text
+    assert {value: offered for value, (_, offered) in _choices(page).items()} == {
+        "10": True, "25": True, "50": True, "100": True,
+    }  # fmt: skip
+    script = json.loads(unescape(re.search(r"data-donate='([^']*)'", page).group(1)))
+    assert script["currencies"]["JPY"]["presets"] == ["50", "100"]
+    assert script["currencies"]["EUR"]["presets"] == ["10", "25", "50", "100"]
+
+    # A browser without script can still send ¥10: it is refused with the reason, and the
+    # form comes back offering the yen presets only.
+    refused = post_form(client, "/donate", {**ONE_TIME, "currency": "JPY", "amount": "10"})
+    assert refused.status_code == 422
+    assert "smallest gift we can take online in JPY is ¥50" in refused.text
+    assert {value: offered for value, (_, offered) in _choices(refused.text).items()} == {
+        "10": False, "25": False, "50": True, "100": True,
+    }  # fmt: skip
+    assert fake_stripe.requests == []
+    taken = post_form(client, "/donate", {**ONE_TIME, "currency": "JPY", "amount": "50"})
+    assert taken.status_code == 303
+    assert fake_stripe.requests[0].params["line_items[0][price_data][unit_amount]"] == "50"
+
+
+def test_the_fee_rule_shows_its_fixed_part_in_the_chosen_currency(
+    stripe_client: FlaskClient,
+) -> None:
+    page = post_form(stripe_client, "/donate", {**ONE_TIME, "currency": "CHF", **other("")})
+    assert page.status_code == 422
+    assert 'Card fees are about 1.5% + <span class="fee-fixed">CHF 0.25</span>.' in page.text
+    assert "€0.25" not in page.text
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import stripe
 from flask import Flask
 from sqlalchemy import select
 
-from microsite.config import load
+import microsite
+from microsite import config, create_app
+from microsite.config import DEFAULTS
 from microsite.models import Donation, DonationStatus, db
 from microsite.payments import LiveKeyRefused, StripeSettingsError
 from tests.helpers import post_form
@@ -55,14 +58,50 @@ def test_a_live_key_with_the_allow_flag_starts_without_the_banner(make_app) -> N
     assert BANNER not in app.test_client().get("/").text
 
 
-def test_the_allow_flag_comes_from_the_environment(make_app, monkeypatch, tmp_path: Path) -> None:
+@pytest.fixture
+def from_the_environment(monkeypatch, tmp_path: Path) -> Iterator[Callable[[], Flask]]:
+    """create_app as a server starts it: no test settings, everything from the environment.
+
+    The environment is emptied of the site's settings first, and a developer's own .env
+    is not read, so only what a test sets decides.
+    """
+    for name in DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(microsite, "load_dotenv", lambda *args, **kwargs: False)
+    monkeypatch.setattr(config, "INSTANCE", tmp_path / "instance")
+    monkeypatch.setenv("SECRET_KEY", "test-secret-key-not-for-production")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'env.db'}")
     monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_live_abc123")
-    monkeypatch.setenv("STRIPE_ALLOW_LIVE", "0")
-    monkeypatch.setenv("SECRET_KEY", "test")
-    config = load(tmp_path, None)
-    assert config["STRIPE_ALLOW_LIVE"] is False
-    with pytest.raises(LiveKeyRefused):
-        make_app(STRIPE_SECRET_KEY=config["STRIPE_SECRET_KEY"])
+    made: list[Flask] = []
+
+    def start() -> Flask:
+        made.append(create_app())
+        return made[-1]
+
+    yield start
+    for app in made:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.mark.parametrize("allow", ["1", "true", "yes"])
+def test_stripe_allow_live_in_the_environment_lets_a_live_key_start(
+    from_the_environment: Callable[[], Flask], monkeypatch, allow: str
+) -> None:
+    monkeypatch.setenv("STRIPE_ALLOW_LIVE", allow)
+    app = from_the_environment()
+    assert app.extensions["stripe_mode"] == "live"
+    assert BANNER not in app.test_client().get("/pledge").text
+
+
+@pytest.mark.parametrize("allow", [None, "0", "", "false"])
+def test_without_stripe_allow_live_in_the_environment_a_live_key_stops_the_start(
+    from_the_environment: Callable[[], Flask], monkeypatch, allow: str | None
+) -> None:
+    if allow is not None:
+        monkeypatch.setenv("STRIPE_ALLOW_LIVE", allow)
+    with pytest.raises(LiveKeyRefused, match="STRIPE_ALLOW_LIVE=1"):
+        from_the_environment()
 
 
 @pytest.mark.parametrize("key", ["pk_test_abc123", "whsec_abc", "not-a-key"])
@@ -119,6 +158,13 @@ def test_api_base_lets_a_fake_or_local_server_stand_in(
         ("DONATION_MAX", "0.5", "DONATION_MAX (0.5) must be at least DONATION_MIN (1)"),
         ("DONATION_PRESETS", "10,25,50,20000", "DONATION_PRESETS: 20000 is outside"),
         ("DONATION_PRESETS", "0.50,10", "DONATION_PRESETS: 0.50 is outside"),
+        (
+            "DONATION_PRESETS",
+            "10,12.345",
+            "DONATION_PRESETS: 12.345 has more decimal places than EUR has (2)",
+        ),
+        ("DONATION_MIN", "1.005", "DONATION_MIN: 1.005 has more decimal places than EUR has (2)"),
+        ("DONATION_MAX", "9999.999", "DONATION_MAX: 9999.999 has more decimal places"),
     ],
 )
 def test_a_mistyped_or_out_of_range_donation_setting_stops_the_start_with_its_name(
@@ -128,6 +174,28 @@ def test_a_mistyped_or_out_of_range_donation_setting_stops_the_start_with_its_na
     # charges less than the gift, a preset outside the limits is one nobody can choose.
     with pytest.raises(StripeSettingsError, match=re.escape(message)):
         make_app(**{setting: value})
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"), [("DONATION_PRESETS", "7.50,25"), ("DONATION_MIN", "1.5")]
+)
+def test_an_amount_with_cents_stops_the_start_when_a_whole_unit_currency_is_offered(
+    make_app, setting: str, value: str
+) -> None:
+    # ¥7.50 does not exist: Stripe would be asked for ¥8 while the button said 7.50.
+    with pytest.raises(StripeSettingsError) as refused:
+        make_app(DONATION_CURRENCIES="EUR,JPY", DONATION_MAX="100000", **{setting: value})
+    number = value.split(",")[0]
+    assert str(refused.value).startswith(
+        f"{setting}: {number} has more decimal places than JPY has (0)"
+    )
+
+
+def test_trailing_zeros_are_not_decimal_places(make_app) -> None:
+    app = make_app(
+        DONATION_CURRENCIES="EUR,JPY", DONATION_PRESETS="100.00,250", DONATION_MAX="100000"
+    )
+    assert app.extensions["donation_settings"].presets == (Decimal(100), Decimal(250))
 
 
 def test_settings_at_their_edges_are_accepted(make_app) -> None:

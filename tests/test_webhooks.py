@@ -563,6 +563,38 @@ def test_a_live_event_is_ignored_by_a_test_mode_site(
     assert "livemode=True but the configured key is in test mode" in caplog.text
 
 
+def test_a_test_event_is_ignored_by_a_live_site(
+    make_app: Callable[..., Flask],
+    stripe_config: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A test-mode event (say, from `stripe trigger` against the live endpoint) must never
+    # mark a real gift paid, even when it names that gift.
+    app = make_app(
+        **{**stripe_config, "STRIPE_SECRET_KEY": "sk_live_abc123"}, STRIPE_ALLOW_LIVE=True
+    )
+    client = app.test_client()
+    reference, session_id = start(client, ONE_TIME)
+    assert donation(app).livemode is True
+    paid = session_object(reference, session_id, livemode=False)
+    test_event = make_event("checkout.session.completed", paid, livemode=False)
+    with caplog.at_level(logging.WARNING):
+        response = post_event(client, test_event)
+    assert response.status_code == 200
+    assert donation(app).status == DonationStatus.OPEN
+    assert payments(app) == []
+    assert f"stripe event {test_event['id']}" in caplog.text
+    assert "livemode=False but the configured key is in live mode" in caplog.text
+
+    # The same payment reported by live mode is the one that counts.
+    live = session_object(reference, session_id, livemode=True)
+    assert post_event(
+        client, make_event("checkout.session.completed", live, livemode=True)
+    ).json == {"received": "paid"}
+    assert donation(app).status == DonationStatus.PAID
+    assert payments(app) == [("pi_test_one", 2500)]
+
+
 def test_the_thank_you_page_never_marks_anything_paid(
     stripe_app: Flask, stripe_client: FlaskClient, one_time: tuple[str, str]
 ) -> None:

@@ -19,7 +19,15 @@ from werkzeug.wrappers import Response
 from ..extensions import limiter
 from ..forms import OTHER_AMOUNT, DonationForm, amount_value
 from ..models import Donation, DonationStatus, Frequency
-from ..money import donation_settings, exponent, format_money, symbol, to_major, to_minor
+from ..money import (
+    SIGNS,
+    donation_settings,
+    exponent,
+    format_money,
+    symbol,
+    to_major,
+    to_minor,
+)
 from ..payments import (
     CheckoutUnavailable,
     DonationInput,
@@ -65,27 +73,46 @@ def money(minor: int, currency: str) -> str:
 def donation_widget(form: DonationForm) -> dict[str, Any]:
     """What the form shows beside its fields: the currency, the fee estimate, script data."""
     settings, currency = form.settings, form.chosen_currency
+    offered = settings.presets_for(currency)
     try:
         gift = form.gift_in_minor_units()
     except (ValueError, ArithmeticError):  # nothing usable chosen: the estimate for a preset
-        gift = to_minor(settings.presets[0], currency) if settings.presets else 0
+        gift = to_minor(offered[0], currency) if offered else 0
     return {
         "currency": currency,
         "symbol": symbol(currency),
         "gift": gift,
         "fee": settings.fee(gift, currency) if gift else 0,
-        "fee_rule": (
-            f"{settings.fee_percent.normalize():f}% + "
-            f"{format_money(to_minor(settings.fee_fixed, currency), currency)}"
-        ),
+        "fee_percent": f"{settings.fee_percent.normalize():f}",
+        "fee_fixed": _fee_fixed(currency),
+        "offered": {amount_value(p) for p in offered},
         "script": {
             "percent": str(settings.fee_percent),
             "fixed": str(settings.fee_fixed),
-            "currencies": {
-                code: {"symbol": symbol(code), "exponent": exponent(code)}
-                for code in settings.currencies
-            },
+            "signs": "".join(SIGNS),
+            "currencies": {code: _script_currency(code) for code in settings.currencies},
         },
+    }
+
+
+def _fee_fixed(currency: str) -> str:
+    """The fixed part of the card fee as the rule line shows it, in the chosen currency."""
+    fixed = donation_settings().fee_fixed
+    return format_money(to_minor(fixed, currency), currency)
+
+
+def _script_currency(code: str) -> dict[str, Any]:
+    """What donate.js needs to read an amount as the server does (money.parse_amount), to
+    show the rule and estimate in this currency, and to offer only the presets it takes."""
+    settings = donation_settings()
+    return {
+        "symbol": symbol(code),
+        "exponent": exponent(code),
+        "signs": "".join(sign for sign, meant in SIGNS.items() if code in meant),
+        "fixed": _fee_fixed(code),
+        "minimum": to_minor(settings.minimum_for(code), code),
+        "maximum": to_minor(settings.maximum, code),
+        "presets": [amount_value(p) for p in settings.presets_for(code)],
     }
 
 

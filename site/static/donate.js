@@ -12,7 +12,7 @@
   var example = form.querySelector(".fee-example");
 
   function info() {
-    return settings.currencies[currency.value] || { symbol: "", exponent: 2 };
+    return settings.currencies[currency.value] || { symbol: "", exponent: 2, signs: "" };
   }
 
   function money(minor) {
@@ -23,14 +23,57 @@
     });
   }
 
-  // The gift in minor units, or null when what is typed is not yet an amount.
-  function gift() {
+  // Any decimal digit as its ASCII one, as the server's \d and Decimal read them: ３０ is 30.
+  // Unicode keeps each script's digits together, 0 to 9, so a digit's value is its distance
+  // from the first digit of its run, modulo 10 where runs follow one another.
+  function asciiDigits(text) {
+    return text.replace(/\p{Nd}/gu, function (digit) {
+      var code = digit.codePointAt(0), first = code;
+      while (/\p{Nd}/u.test(String.fromCodePoint(first - 1))) { first -= 1; }
+      return String((code - first) % 10);
+    });
+  }
+
+  function strip(text, sign) {
+    while (text.charAt(0) === sign) { text = text.slice(1); }
+    while (text.slice(-1) === sign) { text = text.slice(0, -1); }
+    return text;
+  }
+
+  // The amount in minor units read by the server's own rules (money.parse_amount), or null
+  // where the server would refuse it: a sign or code of another currency, a thousands
+  // separator, more decimal places than the currency has.
+  function parse(typed) {
     var cur = info();
-    var typed = other.value.replace(/[\s\u00a0]/g, "").replace(",", ".");
+    var text = asciiDigits(typed.trim()).replace(/[\u00a0 ]/g, "");
+    for (var i = 0; i < settings.signs.length; i++) {
+      var sign = settings.signs.charAt(i);
+      if (text.indexOf(sign) < 0) { continue; }
+      if (cur.signs.indexOf(sign) < 0) { return null; }
+      text = strip(text, sign);
+    }
+    var coded = /^([A-Za-z]{3})?([\d.,]+)([A-Za-z]{3})?$/.exec(text);
+    if (coded) {
+      var codes = [coded[1], coded[3]].filter(Boolean);
+      if (codes.some(function (c) { return c.toUpperCase() !== currency.value; })) { return null; }
+      text = coded[2];
+    }
+    var amount = /^(\d{1,9})(?:[.,](\d+))?$/.exec(text);
+    if (!amount) { return null; }
+    var fraction = amount[2] || "";
+    if (fraction.length === 3 || fraction.length > cur.exponent) { return null; }
+    while (fraction.length < cur.exponent) { fraction += "0"; }
+    return parseInt(amount[1], 10) * Math.pow(10, cur.exponent) + parseInt(fraction || "0", 10);
+  }
+
+  // The gift in minor units, or null when what is chosen is not one the server takes.
+  function gift() {
     var chosen = form.querySelector("input[name=amount]:checked");
-    var text = typed || (chosen && chosen.value !== "other" ? chosen.value : "");
-    if (!/^\d+(\.\d+)?$/.test(text)) { return null; }
-    return Math.round(parseFloat(text) * Math.pow(10, cur.exponent));
+    // As on the server, an amount typed in wins over a preset left chosen.
+    var text = other.value.trim() || (chosen && chosen.value !== "other" ? chosen.value : "");
+    var minor = text ? parse(text) : null;
+    var cur = info();
+    return minor !== null && minor >= cur.minimum && minor <= cur.maximum ? minor : null;
   }
 
   function fee(minor) {
@@ -40,13 +83,24 @@
     return Math.ceil(total - 1e-9) - minor;
   }
 
+  // Only the presets the chosen currency takes; one no longer offered is no longer chosen.
+  function offerPresets() {
+    var offered = info().presets || [];
+    form.querySelectorAll(".amount-choice input[name=amount]").forEach(function (radio) {
+      var hidden = offered.indexOf(radio.value) < 0;
+      radio.closest(".amount-choice").hidden = hidden;
+      if (hidden) { radio.checked = false; }
+    });
+  }
+
   function update() {
     var cur = info();
     form.querySelectorAll(".cur-sym").forEach(function (el) { el.textContent = cur.symbol; });
     form.querySelectorAll(".cur-code").forEach(function (el) { el.textContent = currency.value; });
-    var minor = gift();
+    form.querySelectorAll(".fee-fixed").forEach(function (el) { el.textContent = cur.fixed; });
     if (!example) { return; }
-    if (minor === null || minor <= 0) { example.textContent = ""; return; }
+    var minor = gift();
+    if (minor === null) { example.textContent = ""; return; }
     var monthly = form.querySelector("input[name=frequency][value=monthly]:checked");
     example.textContent = "On " + money(minor) + " that adds " + money(fee(minor)) +
       (monthly ? " a month." : ".");
@@ -65,6 +119,10 @@
   form.querySelectorAll("input[name=frequency]").forEach(function (radio) {
     radio.addEventListener("change", update);
   });
-  currency.addEventListener("change", update);
+  currency.addEventListener("change", function () {
+    offerPresets();
+    update();
+  });
+  offerPresets();  // a browser may bring back another currency than the page was made for
   update();
 })();
