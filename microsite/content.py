@@ -13,17 +13,23 @@ from typing import Any
 import frontmatter
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.rules_core import StateCore
+from markdown_it.token import Token
 
 logger = logging.getLogger(__name__)
 
 # Bump when rendering or the allow-list changes, so nothing rendered before is reused.
-RENDERER_VERSION = 1
+RENDERER_VERSION = 2
 
+# No h1: the page's only h1 is the article's title (see _fit_headings_below_the_title).
 ALLOWED_TAGS = {
     "a", "abbr", "blockquote", "br", "code", "em", "figcaption", "figure", "h2", "h3", "h4",
-    "hr", "img", "li", "ol", "p", "pre", "strong", "sub", "sup", "table", "tbody", "td", "th",
-    "thead", "tr", "ul",
+    "h5", "h6", "hr", "img", "li", "ol", "p", "pre", "strong", "sub", "sup", "table", "tbody",
+    "td", "th", "thead", "tr", "ul",
 }  # fmt: skip
+# A link whose text is its own address; the print stylesheet does not print it twice.
+BARE_ADDRESS_CLASS = "bare-address"
+ALLOWED_CLASSES = {"a": {BARE_ADDRESS_CLASS}}
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
     "abbr": {"title"},
@@ -41,6 +47,35 @@ _markdown = MarkdownIt("commonmark", {"html": True, "linkify": False, "typograph
 _markdown.enable("table")
 
 
+def _fit_headings_below_the_title(state: StateCore) -> None:
+    """Move every heading one level down when the body uses "#", so none is a second h1.
+
+    Shifting them all, rather than only the h1s, keeps a "##" under a "#" one level below
+    it, as its author meant; "######" stays h6, there being no h7. A body that starts at
+    "##", as most do, is left as written.
+    """
+    headings = [t for t in state.tokens if t.type in ("heading_open", "heading_close")]
+    if not any(t.tag == "h1" for t in headings):
+        return
+    for token in headings:
+        token.tag = f"h{min(int(token.tag[1]) + 1, 6)}"
+
+
+def _mark_bare_addresses(state: StateCore) -> None:
+    """Class the links whose text is their own address, like <https://...>."""
+    for block in state.tokens:
+        children: list[Token] = block.children or []
+        for opening, text, closing in zip(children, children[1:], children[2:], strict=False):
+            if (opening.type, text.type, closing.type) != ("link_open", "text", "link_close"):
+                continue
+            if opening.markup == "autolink" or text.content == opening.attrGet("href"):
+                opening.attrJoin("class", BARE_ADDRESS_CLASS)
+
+
+_markdown.core.ruler.push("fit_headings_below_the_title", _fit_headings_below_the_title)
+_markdown.core.ruler.push("mark_bare_addresses", _mark_bare_addresses)
+
+
 def render_markdown(text: str) -> str:
     """Markdown to HTML that keeps only the allow-listed tags, attributes and URL schemes."""
     html = _markdown.render(text)
@@ -48,6 +83,7 @@ def render_markdown(text: str) -> str:
         html,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
+        allowed_classes=ALLOWED_CLASSES,
         url_schemes=ALLOWED_SCHEMES,
         link_rel="noopener noreferrer",
     )
@@ -62,6 +98,8 @@ class Article:
     date: date | None = None
     author: str = ""
     image: str = ""
+    # When and where the reported event took place, as written: "3-4 April 2017".
+    event: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -77,6 +115,7 @@ def load_article(path: Path) -> Article:
         date=published if isinstance(published, date) else None,
         author=str(meta.get("author", "")),
         image=str(meta.get("image", "")),
+        event=str(meta.get("event", "")),
         meta=meta,
     )
 

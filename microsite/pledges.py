@@ -75,7 +75,11 @@ def _insert_for(dialect: str) -> Any:
 
 
 def recent_public_pledgers(limit: int = 5) -> list[tuple[str, str | None]]:
-    """First names and countries of the latest people who agreed to be shown."""
+    """The latest people who agreed to be shown: the first word of each name, and country.
+
+    The first word, as typed, whatever it is: in "Kovács Anna" the family name, in "王小明"
+    the whole name. The form says so beside the box that agrees to it.
+    """
     rows = db.session.execute(
         select(Pledge.name, Pledge.country)
         .where(Pledge.show_publicly.is_(True))

@@ -319,6 +319,8 @@ def needs_a_look() -> dict[str, Any]:
         "oldest": oldest,
         "other_currency": [("payment", *row) for row in payments]
         + [("refund", *row) for row in refunds],
+        # The pledge consent promises people can ask for their data: they need an address.
+        "no_contact": not current_app.config["CONTACT_EMAIL"],
     }
 
 

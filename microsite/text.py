@@ -1,38 +1,40 @@
-"""Text as people type it, made safe to store: no control or invisible formatting characters.
+"""Text as people type it, made safe to store: no control characters or misleading marks.
 
 PostgreSQL refuses NUL outright, and no one types a zero-width space or a direction override
-on purpose; they only make two strings that look the same compare different.
+on purpose; they only make two strings that look the same compare different, or show text
+in another order than it was typed.
 """
 
 from __future__ import annotations
 
 import unicodedata
 
-# Invisible characters real text needs: the joiners of Persian, Indic and emoji sequences.
-_JOINERS = {"\u200c", "\u200d"}
-# Direction overrides and isolates: they reorder how the text around them is shown.
+# Direction overrides, embeddings and isolates reorder how the text around them is shown:
+# "Maria\u202eissoR" looks like "MariaRossi" but is not.
 _BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
-
-
-def _kept_format_character(ch: str) -> bool:
-    # Tag characters spell out subdivision flags (Scotland, Wales) after a black flag.
-    return ch in _JOINERS or 0xE0020 <= ord(ch) <= 0xE007F
+# Marks that are only ever invisible and stand for nothing in any script: the zero-width
+# space, the word joiner and the byte order mark (a zero-width no-break space).
+_INVISIBLE_SPACES = {"\u200b", "\u2060", "\ufeff"}
+# Every other invisible formatting character is kept: scripts are written with them. The
+# joiners of Persian, Indic and emoji sequences, the Mongolian vowel separator, the Arabic
+# letter mark, the Egyptian hieroglyph format controls, the tag characters that spell out
+# the flags of Scotland and Wales.
+_DROPPED_FROM_ONE_LINE = _BIDI_CONTROLS | _INVISIBLE_SPACES
 
 
 def one_line(value: str | None) -> str | None:
     """Text from a single-line box.
 
-    Line breaks and tabs become spaces; NUL and the like, and invisible marks such as
-    zero-width spaces or direction overrides, go.
+    Line breaks and tabs become spaces; NUL and the like, zero-width spaces and direction
+    overrides go.
     """
     if not isinstance(value, str):
         return value
     kept = []
     for ch in value:
-        category = unicodedata.category(ch)
         if ch in "\t\n\r\v\f":
             kept.append(" ")
-        elif category == "Cc" or (category == "Cf" and not _kept_format_character(ch)):
+        elif unicodedata.category(ch) == "Cc" or ch in _DROPPED_FROM_ONE_LINE:
             continue
         else:
             kept.append(ch)

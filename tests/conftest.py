@@ -35,6 +35,7 @@ def base_config(database_uri: str, instance: Path, **overrides: Any) -> dict[str
         "SQLALCHEMY_DATABASE_URI": database_uri,
         "INSTANCE_PATH": str(instance),
         "SITE_URL": "http://localhost",
+        "CONTACT_EMAIL": "privacy@renate.example",
         "RATELIMIT_STORAGE_URI": "memory://",
     }
     config.update(overrides)

@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from flask.testing import FlaskClient
 
-from tests.admin_fixtures import lookup
+from microsite import auth
+from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD, lookup, sign_in
 
 
 @pytest.fixture
@@ -165,6 +166,17 @@ def test_a_list_mixing_test_and_live_gifts_says_so_before_an_export(
     assert "/admin/donations?mode=live&amp;frequency=one_time" in note
     for query in ("mode=live", "mode=test"):
         assert 'id="test-included"' not in admin_client.get(f"/admin/donations?{query}").text
+
+
+def test_the_overview_asks_for_a_contact_address_until_one_is_set(make_app) -> None:
+    for contact, asked in (("", True), ("privacy@renate.example", False)):
+        app = make_app(CONTACT_EMAIL=contact)
+        with app.app_context():
+            if auth.find_admin(ADMIN_EMAIL) is None:
+                auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+        client = app.test_client()
+        sign_in(client)
+        assert ('id="no-contact"' in client.get("/admin/").text) is asked
 
 
 def test_dashboard_keeps_test_and_live_apart(

@@ -48,7 +48,7 @@ def test_article_structure(client: FlaskClient) -> None:
     assert html.count("<li>") >= 4
     assert "<li>Threats facing children in crisis situations.</li>" in html
     url = "http://en.radiovaticana.va/news/2017/04/03/popes_message_to_osce_human_trafficking_conference/1303043"
-    assert f'<a href="{url}" rel="noopener noreferrer">{url}</a>' in html
+    assert f'<a href="{url}" class="bare-address" rel="noopener noreferrer">{url}</a>' in html
     assert "Prepared by Anne Kelleher, RENATE Communications." in html
     assert "Official report on the conference due shortly." in html
     assert "3-4 April 2017" in html
@@ -68,6 +68,29 @@ def test_assembly_link_is_configurable(make_app) -> None:
     app = make_app(ASSEMBLY_URL="https://example.org/assembly-2022")
     html = app.test_client().get("/").text
     assert '<a href="https://example.org/assembly-2022">2022 Assembly</a>' in html
+
+
+def test_the_event_dates_from_front_matter_are_shown_under_the_title(
+    make_app, content_dir: Path
+) -> None:
+    (content_dir / "vigil.md").write_text(
+        "---\ntitle: A vigil in Rome\nevent: 8 February 2026, Santa Marta\n---\n\nWe met.\n",
+        encoding="utf-8",
+    )
+    client = make_app(CONTENT_DIR=str(content_dir)).test_client()
+    for path, event in (
+        ("/", "3-4 April 2017"),
+        ("/articles/vigil", "8 February 2026, Santa Marta"),
+    ):
+        html = client.get(path).text
+        header = re.search(r'<header class="article-header">(.*?)</header>', html, re.S).group(1)
+        assert re.search(rf'</h1>\s*<p class="article-meta">{event}</p>', header), path
+
+
+def test_without_an_event_the_header_has_no_empty_line(make_app, content_dir: Path) -> None:
+    (content_dir / "note.md").write_text("---\ntitle: A note\n---\n\nHello.\n")
+    client = make_app(CONTENT_DIR=str(content_dir)).test_client()
+    assert "article-meta" not in client.get("/articles/note").text
 
 
 def test_page_metadata_from_front_matter(client: FlaskClient) -> None:
@@ -160,6 +183,34 @@ def test_unknown_slug_gets_the_sites_404(client: FlaskClient) -> None:
 )
 def test_rendering_keeps_only_the_allow_list(markdown: str, forbidden: str) -> None:
     assert forbidden not in render_markdown(markdown)
+
+
+def test_headings_of_every_level_stay_headings_below_the_title(make_app, content_dir: Path) -> None:
+    body = "\n\n".join(f"{'#' * level} Level {level}" for level in range(1, 7))
+    (content_dir / "outline.md").write_text(f"---\ntitle: Outline\n---\n\n{body}\n")
+    client = make_app(CONTENT_DIR=str(content_dir)).test_client()
+    html = client.get("/articles/outline").text
+    prose = html.split('<div class="prose">')[1].split("</div>")[0]
+    headings = re.findall(r"<h([1-6])>Level (\d)</h\1>", prose)
+    # Each keeps its place one level below the one above it; the last has nowhere lower to go.
+    assert headings == [("2", "1"), ("3", "2"), ("4", "3"), ("5", "4"), ("6", "5"), ("6", "6")]
+    assert re.findall(r"<h1\b[^>]*>", html) == ['<h1 id="article-title">']
+
+
+def test_a_body_starting_at_level_two_keeps_its_levels() -> None:
+    html = render_markdown("## Background\n\n### Numbers\n\n##### A detail")
+    assert html.split("\n")[:3] == ["<h2>Background</h2>", "<h3>Numbers</h3>", "<h5>A detail</h5>"]
+
+
+def test_links_whose_text_is_their_address_are_told_apart_for_print() -> None:
+    # The print stylesheet writes each link's address after it, but for these ones.
+    html = render_markdown(
+        "<https://renate-europe.net/a> [https://renate-europe.net/b](https://renate-europe.net/b)"
+        " [RENATE](https://renate-europe.net/c)"
+    )
+    bare = re.findall(r'<a href="([^"]+)" class="bare-address"', html)
+    assert bare == ["https://renate-europe.net/a", "https://renate-europe.net/b"]
+    assert '<a href="https://renate-europe.net/c" rel="noopener noreferrer">RENATE</a>' in html
 
 
 def test_rendering_keeps_ordinary_markup() -> None:

@@ -70,6 +70,21 @@ def test_missing_consent_is_explained_beside_the_field(page, live_server) -> Non
     assert page.is_checked("#rhythm-1")
 
 
+def test_without_javascript_a_refused_pledge_lands_on_what_to_fix(
+    no_script_page, live_server
+) -> None:
+    page = no_script_page
+    page.goto(live_server.url + "/pledge")
+    page.fill("#name", "Олена")
+    page.click(".pledge-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/pledge$"))
+    page.wait_for_function("document.activeElement.id === 'error-summary'")
+    assert "Choose how you will pray." in page.inner_text("#error-summary")
+    # The first link in the list is the next stop for the keyboard.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.getAttribute('href')") == "#email"
+
+
 def test_focus_is_visible(page, live_server) -> None:
     page.goto(live_server.url + "/")
     page.focus("#email")
@@ -104,6 +119,19 @@ def test_printing_shows_the_article_without_the_forms(page, live_server) -> None
     assert page.is_hidden(".pledge-form")
     assert page.is_hidden("#donate")
     assert page.is_hidden(".site-header nav")
+    # A link's address follows its text on paper, but not a second time after an address.
+    page.evaluate(
+        "document.querySelector('.prose p').insertAdjacentHTML('beforeend',"
+        " ' <a href=\"https://renate-europe.net/\">RENATE</a>')"
+    )
+    after = dict(
+        page.evaluate(
+            "[...document.querySelectorAll('.prose a')]"
+            ".map(a => [a.textContent, getComputedStyle(a, '::after').content])"
+        )
+    )
+    assert after["RENATE"] == '" (https://renate-europe.net/)"'
+    assert [content for text, content in after.items() if "popes_message" in text] == ["none"]
 
 
 def _luminance(rgb: str) -> float:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import html as html_lib
 import http.client
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -108,7 +110,7 @@ def test_public_opt_in_is_kept(app: Flask, client: FlaskClient) -> None:
         ({"email": "maria@example"}, "email", "Enter an email address like"),
         ({"country": "XX"}, "country", "Choose a country from the list"),
         ({"rhythm": ""}, "rhythm", "Choose how you will pray"),
-        ({"rhythm": "hourly"}, "rhythm", "Not a valid choice"),
+        ({"rhythm": "hourly"}, "rhythm", "Choose how you will pray"),
         ({"intention": "y" * 501}, "intention", "at most 500 characters"),
         ({"consent": ""}, "consent", "only keep your pledge with your agreement"),
         ({"consent": "0"}, "consent", "only keep your pledge with your agreement"),
@@ -249,6 +251,32 @@ def test_names_in_any_script_are_stored_exactly(app: Flask, client: FlaskClient,
     assert pledges(app)[0].name == name
 
 
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ("\u182a\u1820\u1832\u1820\u180e\u1820", "\u182a\u1820\u1832\u1820\u180e\u1820"),
+        ("\u0646\u0648\u0631\u061c\u0627", "\u0646\u0648\u0631\u061c\u0627"),
+        ("\U00013000\U00013430\U00013001", "\U00013000\U00013430\U00013001"),
+        ("Maria\u202eissoR", "MariaissoR"),
+        ("\u2067Ana\u2069\ufeff", "Ana"),
+    ],
+    ids=[
+        "mongolian-vowel-separator",
+        "arabic-letter-mark",
+        "hieroglyph-joiner",
+        "direction-override-removed",
+        "isolate-and-bom-removed",
+    ],
+)
+def test_a_name_is_kept_and_shown_as_typed_but_for_reordering_marks(
+    app: Flask, client: FlaskClient, sent: str, kept: str
+) -> None:
+    data = {**VALID, "name": sent, "show_publicly": "y"}
+    assert post_form(client, "/pledge", data).status_code == 303
+    assert pledges(app)[0].name == kept
+    assert f'<span class="recent-name"><bdi>{kept}</bdi> (Italy)</span>' in client.get("/").text
+
+
 def test_markup_in_a_name_is_shown_as_text(client: FlaskClient) -> None:
     response = post_form(client, "/pledge", {**VALID, "name": "<script>alert(1)</script>"[:100]})
     assert response.status_code == 303
@@ -309,6 +337,28 @@ def test_pledge_posts_are_rate_limited(make_app) -> None:
     assert int(limited.headers["Retry-After"]) > 0
 
 
+def test_the_form_says_what_showing_a_pledge_shows(client: FlaskClient) -> None:
+    html = client.get("/pledge").text
+    box = re.search(r'<input[^>]*id="show_publicly"[^>]*>', html).group(0)
+    assert 'aria-describedby="show_publicly-hint"' in box
+    hint = re.search(r'<p class="hint" id="show_publicly-hint">([^<]*)</p>', html).group(1)
+    assert hint == (
+        "Visitors will see the first word of your name as you typed it, "
+        "and your country if you chose one."
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("Kovács Anna", "Kovács"), ("王小明", "王小明"), ("Anna Kovács", "Anna")],
+)
+def test_the_first_word_of_the_name_is_what_is_shown(
+    client: FlaskClient, name: str, shown: str
+) -> None:
+    post_form(client, "/pledge", {**VALID, "name": name, "country": "HU", "show_publicly": "y"})
+    assert f"<bdi>{shown}</bdi> (Hungary)" in client.get("/").text
+
+
 def test_only_those_who_opted_in_are_named_by_first_name(client: FlaskClient) -> None:
     post_form(
         client, "/pledge", {**VALID, "name": "Łukasz Nowak", "country": "PL", "show_publicly": "y"}
@@ -366,7 +416,8 @@ def test_a_fields_error_is_linked_to_it_and_marks_it_invalid(client: FlaskClient
     assert 'aria-describedby="email-hint email-error"' in email
     assert 'id="email-error"' in html
     consent = re.search(r'<input[^>]*id="consent"[^>]*>', html).group(0)
-    assert 'aria-invalid="true"' in consent and 'aria-describedby="consent-error"' in consent
+    assert 'aria-invalid="true"' in consent
+    assert 'aria-describedby="consent-hint consent-error"' in consent
 
 
 def test_the_same_address_pledging_twice_at_once_is_stored_once(app: Flask) -> None:
@@ -427,3 +478,59 @@ def test_flags_and_scripts_survive_and_direction_overrides_do_not(
     assert post_form(client, "/pledge", data).status_code == 303
     [pledge] = pledges(app)
     assert (pledge.name, pledge.intention) == (f"Morag {scotland}", "For all of them")
+
+
+def test_every_required_pledge_field_is_marked_and_required(client: FlaskClient) -> None:
+    html = client.get("/pledge").text
+    form = html.split('<form class="pledge-form"')[1].split("</form>")[0]
+    assert form.count('<span class="req" aria-hidden="true">(required)</span>') == 4
+    legend = re.search(r"<legend[^>]*>(.*?)</legend>", form, re.S).group(1)
+    assert legend.startswith("How will you pray?") and "(required)" in legend
+    consent = re.search(r'<label for="consent">(.*?)</label>', form, re.S).group(1)
+    assert consent.endswith("(required)</span>")
+    for control in ("name", "email", "rhythm-0", "rhythm-1", "consent"):
+        assert " required" in re.search(rf'<input[^>]*id="{control}"[^>]*>', form).group(0)
+    for optional in ("intention", "show_publicly"):
+        assert " required" not in re.search(rf'<[a-z]+[^>]*id="{optional}"[^>]*>', form).group(0)
+
+
+def test_the_error_summary_takes_focus_when_the_page_loads(client: FlaskClient) -> None:
+    assert "error-summary" not in client.get("/pledge").text
+    html = post_form(client, "/pledge", {**VALID, "consent": ""}).text
+    summary = re.search(r'<div class="error-summary"[^>]*>', html).group(0)
+    assert "autofocus" in summary and 'tabindex="-1"' in summary
+    assert html.count("autofocus") == 1
+
+
+def _country_options(html: str) -> list[tuple[str, str]]:
+    select = re.search(r'<select[^>]*id="country"[^>]*>(.*?)</select>', html, re.S).group(1)
+    options = re.findall(r'<option[^>]*value="([^"]*)"[^>]*>([^<]*)</option>', select)
+    return [(code, html_lib.unescape(label)) for code, label in options]
+
+
+def _without_accents(name: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", name)
+    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).casefold()
+
+
+def test_countries_are_listed_as_people_look_them_up(client: FlaskClient) -> None:
+    options = _country_options(client.get("/pledge").text)
+    assert options[0] == ("", "Prefer not to say")
+    labels = [label for _, label in options[1:]]
+    assert labels == sorted(labels, key=_without_accents)
+    assert labels[:3] == ["Afghanistan", "Åland Islands", "Albania"]
+    assert labels[labels.index("Costa Rica") + 1] == "Côte d'Ivoire"
+    assert labels[-1] == "Zimbabwe"
+    # ISO's back-to-front names read as people say them.
+    inverted = re.compile(r", (the|The)\b|,[^,]* of( the)?$|, (British|U\.S\.)$")
+    assert [label for label in labels if inverted.search(label)] == []
+    named = dict(options)
+    assert named["CD"] == "Democratic Republic of the Congo"
+    assert named["KR"] == "South Korea"
+    assert named["VG"] == "British Virgin Islands"
+    assert named["VA"] == "Holy See (Vatican City)"
+
+
+def test_a_pledgers_country_is_shown_by_its_readable_name(client: FlaskClient) -> None:
+    post_form(client, "/pledge", {**VALID, "country": "CD", "show_publicly": "y"})
+    assert "<bdi>Maria</bdi> (Democratic Republic of the Congo)" in client.get("/").text
