@@ -153,13 +153,15 @@ def register_error_handlers(app: Flask) -> None:
         body, code = render_error(
             429,
             message=(
-                "You have tried this many times in a short while. "
+                "There have been too many attempts from here in a short while. "
                 + (
                     f"Please try again in {retry} seconds."
                     if retry
                     else "Please wait a minute and try again."
                 )
             ),
+            action_url=_reload_url(),
+            action_label="Back to the page",
         )
         headers = {"Retry-After": str(retry)} if retry else {}
         return body, code, headers

@@ -74,11 +74,37 @@ def _insert_for(dialect: str) -> Any:
     return sqlite.insert
 
 
+# Titles people put before their name, in the languages RENATE's members write: shown with
+# the word after them, since "Sr." alone names no one ("Sr. Mary" rather than "Sr.").
+TITLES = frozenset(
+    {
+        "sr", "sister", "fr", "father", "br", "brother", "rev", "revd", "reverend", "mother",
+        "msgr", "mgr", "mons", "dr", "mr", "mrs", "ms", "miss", "fra", "suor", "suora", "padre",
+        "madre", "hermana", "hermano", "sor", "schwester", "pater", "bruder", "soeur", "sœur",
+        "père", "pere", "don", "dom", "ks", "siostra", "brat", "ojciec",
+    }
+)  # fmt: skip
+# Polish "s." (siostra) and "o." (ojciec) are titles only with their dot: "O Neill" is a name.
+DOTTED_TITLES = frozenset({"s.", "o."})
+
+
+def public_name(name: str) -> str:
+    """The first word of a name as typed, with any titles before it: "Sr. Mary Kelly" shows
+    as "Sr. Mary", "Kovács Anna" as "Kovács", "王小明" whole."""
+    shown: list[str] = []
+    for word in name.split():
+        shown.append(word)
+        folded = word.casefold()
+        if folded.rstrip(".") not in TITLES and folded not in DOTTED_TITLES:
+            break
+    return " ".join(shown) or name
+
+
 def recent_public_pledgers(limit: int = 5) -> list[tuple[str, str | None]]:
     """The latest people who agreed to be shown: the first word of each name, and country.
 
-    The first word, as typed, whatever it is: in "Kovács Anna" the family name, in "王小明"
-    the whole name. The form says so beside the box that agrees to it.
+    The first word, as typed, whatever it is (see public_name): in "Kovács Anna" the family
+    name, in "王小明" the whole name. The form says so beside the box that agrees to it.
     """
     rows = db.session.execute(
         select(Pledge.name, Pledge.country)
@@ -86,7 +112,7 @@ def recent_public_pledgers(limit: int = 5) -> list[tuple[str, str | None]]:
         .order_by(Pledge.created_at.desc(), Pledge.id.desc())
         .limit(limit)
     )
-    return [((name.split() or [name])[0], country) for name, country in rows]
+    return [(public_name(name), country) for name, country in rows]
 
 
 def pledge_count() -> int:

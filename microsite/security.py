@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import ipaddress
 
 from flask import Flask, Response, abort, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -28,11 +29,37 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 
+def client_network(address: str | None) -> str:
+    """Who a client is, for the limits: an IPv4 address, or an IPv6 address's /64 network.
+
+    One IPv6 connection is usually given a whole /64 and can pick any address in it, so
+    counting by address would give a guesser billions of fresh counters.
+    """
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:  # a dual-stack socket's IPv4 client
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((int(ip), 64), strict=False))
+    return str(ip)
+
+
+def rate_limit_key() -> str:
+    """The key every rate limit counts by: the client's address, or its IPv6 /64."""
+    return client_network(request.remote_addr)
+
+
 def init_app(app: Flask) -> None:
     if app.config["TRUSTED_PROXIES"]:
         hops = int(app.config["TRUSTED_PROXIES"])
+        # Client address and scheme only. Not X-Forwarded-Host: most proxies pass a client's
+        # own through untouched, and it would name the host in every absolute URL.
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops
+            app.wsgi_app, x_for=hops, x_proto=hops
         )
 
     app.before_request(check_request_body)

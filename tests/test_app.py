@@ -10,6 +10,8 @@ from flask.testing import FlaskClient
 
 from microsite import create_app
 from microsite.config import load
+from tests.helpers import post_form
+from tests.test_pledge import VALID
 
 
 def test_secret_key_is_generated_once_and_kept(tmp_path: Path, monkeypatch) -> None:
@@ -197,3 +199,32 @@ def test_a_malformed_number_names_the_setting(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setenv("TRUSTED_PROXIES", "one")
     with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
         load(tmp_path, None)
+
+
+def test_one_ipv6_network_shares_one_pledge_limit(make_app) -> None:
+    # An IPv6 client can pick any address in its /64: each must not get a fresh limit.
+    app = make_app(PLEDGE_RATE_LIMIT="2 per minute")
+    statuses = []
+    for n, address in enumerate(("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9")):
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = address
+        data = {**VALID, "email": f"v6-{n}@example.org"}
+        statuses.append(post_form(client, "/pledge", data).status_code)
+    assert statuses == [303, 303, 429]
+    limited = post_form(client, "/pledge", {**VALID, "email": "v6-again@example.org"})
+    assert "too many attempts from here" in limited.text
+    assert '<a class="button" href="/pledge">Back to the page</a>' in limited.text
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "2001:db8:1:3::1"  # the next /64: someone else
+    other = post_form(elsewhere, "/pledge", {**VALID, "email": "v6-x@example.org"})
+    assert other.status_code == 303
+
+
+def test_a_forwarded_host_never_names_the_site(make_app) -> None:
+    app = make_app(TRUSTED_PROXIES=1, SITE_URL="")
+    page = app.test_client().get(
+        "/",
+        headers={"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"},
+    )
+    assert '<link rel="canonical" href="https://localhost/">' in page.text
+    assert "evil.example" not in page.text

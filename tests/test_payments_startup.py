@@ -89,9 +89,19 @@ def test_stripe_allow_live_in_the_environment_lets_a_live_key_start(
     from_the_environment: Callable[[], Flask], monkeypatch, allow: str
 ) -> None:
     monkeypatch.setenv("STRIPE_ALLOW_LIVE", allow)
+    monkeypatch.setenv("SITE_URL", "https://donate.example.org")
     app = from_the_environment()
     assert app.extensions["stripe_mode"] == "live"
     assert BANNER not in app.test_client().get("/pledge").text
+
+
+def test_a_live_key_needs_the_site_s_own_address(
+    from_the_environment: Callable[[], Flask], monkeypatch
+) -> None:
+    # Otherwise a request naming another host would make Stripe send donors there.
+    monkeypatch.setenv("STRIPE_ALLOW_LIVE", "1")
+    with pytest.raises(StripeSettingsError, match="SITE_URL"):
+        from_the_environment()
 
 
 @pytest.mark.parametrize("allow", [None, "0", "", "false"])

@@ -342,14 +342,24 @@ def test_the_form_says_what_showing_a_pledge_shows(client: FlaskClient) -> None:
     assert 'aria-describedby="show_publicly-hint"' in box
     hint = re.search(r'<p class="hint" id="show_publicly-hint">([^<]*)</p>', html).group(1)
     assert hint == (
-        "Visitors will see the first word of your name as you typed it, "
-        "and your country if you chose one."
+        "Visitors will see the first word of your name as you typed it "
+        "(with a title such as Sr. or Fr. before it), and your country if you chose one."
     )
 
 
 @pytest.mark.parametrize(
     ("name", "shown"),
-    [("Kovács Anna", "Kovács"), ("王小明", "王小明"), ("Anna Kovács", "Anna")],
+    [
+        ("Kovács Anna", "Kovács"),
+        ("王小明", "王小明"),
+        ("Anna Kovács", "Anna"),
+        ("Sr. Mary Kelly", "Sr. Mary"),
+        ("Fr Michael Czerny", "Fr Michael"),
+        ("Rev. Dr. John Smith", "Rev. Dr. John"),
+        ("s. Maria Nowak", "s. Maria"),
+        ("O Neill Mary", "O"),
+        ("Sr.", "Sr."),
+    ],
 )
 def test_the_first_word_of_the_name_is_what_is_shown(
     client: FlaskClient, name: str, shown: str
