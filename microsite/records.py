@@ -40,10 +40,6 @@ def minor_to_text(amount: int, currency: str) -> str:
     return f"{to_major(amount, currency):.{exponent(currency)}f}"
 
 
-def money(amount: int, currency: str) -> str:
-    return f"{minor_to_text(amount, currency)} {currency.upper()}"
-
-
 def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from microsite import auth
 from microsite.models import AdminUser, AuditLog, db
-from microsite.views.admin import client_network
+from microsite.security import client_network
 from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD, page_token, sign_in
 from tests.helpers import at_once, csrf_token
 
@@ -129,6 +129,9 @@ def test_a_wrong_email_or_password_gets_one_generic_message(
     response = sign_in(client, email=email, password=password)
     assert response.status_code == 401
     assert "That email address and password do not match an admin account." in response.text
+    # The page opens on the message, not at the top with the logo and links to tab past.
+    assert re.search(r'<div[^>]*tabindex="-1" autofocus id="login-error"', response.text)
+    assert response.text.count("autofocus") == 1
     assert password not in response.text
     assert client.get("/admin/").status_code == 302
     [(actor, action)] = audit_actions(app)

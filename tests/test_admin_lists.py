@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -179,6 +180,22 @@ def test_the_overview_asks_for_a_contact_address_until_one_is_set(make_app) -> N
         assert ('id="no-contact"' in client.get("/admin/").text) is asked
 
 
+def plain(html: str) -> str:
+    """The text a reader sees, without the tags."""
+    return re.sub(r"<[^>]+>", "", html)
+
+
+def money_tables(section: str) -> dict[str, list[tuple[str, str]]]:
+    """Each currency's table in a dashboard card: its rows' labels and amounts, in order."""
+    row = re.compile(r'<th scope="row">([^<]+)</th><td class="num">(?:<strong>)?([^<]+)<')
+    return {
+        currency: row.findall(body)
+        for currency, body in re.findall(
+            r"<caption>([A-Z]{3})</caption>(.*?)</table>", section, re.S
+        )
+    }
+
+
 def test_dashboard_keeps_test_and_live_apart(
     admin_client: FlaskClient, some_pledges, some_donations
 ) -> None:
@@ -186,23 +203,61 @@ def test_dashboard_keeps_test_and_live_apart(
     live = html.split('id="live-donations"')[1].split("</section>")[0]
     test = html.split('id="test-donations"')[1].split("</section>")[0]
     # Live: 25.00 one-time + 15.00 monthly received + the refunded 50.00; 40.00 kept.
-    assert '<th scope="col" class="num">EUR</th>' in live
-    rows = re.findall(r'<th scope="row">([^<]+)</th><td class="num">(?:<strong>)?([\d.,]+)', live)
-    assert rows == [
-        ("One-time gifts", "75.00"),
-        ("Monthly gifts", "15.00"),
-        ("Received", "90.00"),
-        ("Refunded", "50.00"),
-        ("Kept, after refunds", "40.00"),
-    ]
-    assert "GBP" not in live
-    assert "1 (5.00 EUR a month)" in live
-    assert "50.00 EUR on 1 gift" in live
-    assert "<strong>10.00</strong>" in test
-    assert "EUR" not in test
+    assert money_tables(live) == {
+        "EUR": [
+            ("One-time gifts", "€75.00"),
+            ("Monthly gifts", "€15.00"),
+            ("Received", "€90.00"),
+            ("Refunded", "€50.00"),
+            ("Kept, after refunds", "€40.00"),
+        ]
+    }
+    assert "1 gift, €5.00 a month" in plain(live)
+    assert "€50.00 on 1 gift" in plain(live)
+    assert money_tables(test) == {
+        "GBP": [
+            ("One-time gifts", "£10.00"),
+            ("Monthly gifts", "£0.00"),
+            ("Received", "£10.00"),
+            ("Refunded", "£0.00"),
+            ("Kept, after refunds", "£10.00"),
+        ]
+    }
+    assert "€" not in test
     assert '<span class="stat-number">4</span> <span class="stat-label">in all</span>' in html
     assert "Ukraine" in html
     assert "Olena Kovalenko" in html  # recent activity
+
+
+def test_active_monthly_gifts_read_as_a_sentence(admin_client: FlaskClient, add_donation) -> None:
+    for amount in (10000, 2500):
+        add_donation(livemode=True, frequency="monthly", amount=amount, amount_received=amount)
+    add_donation(livemode=True, frequency="monthly", currency="GBP", amount=2500,
+                 amount_received=2500)  # fmt: skip
+    live = admin_client.get("/admin/").text.split('id="live-donations"')[1].split("</section>")[0]
+    monthly = live.split("<dt>Active monthly gifts</dt>")[1].split("</dd>")[0]
+    items = [plain(li) for li in re.findall(r"<li>(.*?)</li>", monthly)]
+    assert items == ["2 gifts, €125.00 a month", "1 gift, £25.00 a month"]
+
+
+def test_amounts_are_written_as_on_the_public_pages(
+    admin_client: FlaskClient, add_donation
+) -> None:
+    add_donation(livemode=True, currency="USD", amount=123456, amount_received=123456,
+                 donor_name="Big Giver")  # fmt: skip
+    add_donation(livemode=True, currency="CHF", amount=5000, amount_received=5000,
+                 amount_refunded=2000, status="refunded", donor_name="Swiss Giver")  # fmt: skip
+    for url in ("/admin/", "/admin/donations"):
+        html = admin_client.get(url).text
+        assert "$1,234.56" in html, url
+        assert "CHF 50.00" in html, url
+        assert "1234.56" not in html, url
+    donations = admin_client.get("/admin/donations").text
+    assert "refunded CHF 20.00" in donations
+    # The export stays plain numbers, for spreadsheets.
+    export = admin_client.get("/admin/donations.csv").get_data().decode("utf-8-sig")
+    assert "1234.56" in export
+    assert "$" not in export
 
 
 def test_dashboard_counts_the_last_7_and_30_days(admin_client: FlaskClient, add_pledge) -> None:
@@ -232,3 +287,20 @@ def test_search_text_is_not_kept_in_the_audit_log(admin_client: FlaskClient, som
     assert "<code>country=IT</code>" in audit
     assert "(search text)" in audit
     assert "maria" not in audit.lower()
+
+
+def test_search_text_is_not_written_to_the_site_log(
+    admin_client: FlaskClient, some_pledges, some_donations, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for url in (
+        "/admin/pledges?q=maria",
+        "/admin/donations?q=monthly%40example.org",
+        "/admin/pledges.csv?q=maria",
+        "/admin/donations.csv?q=monthly%40example.org",
+    ):
+        assert admin_client.get(url).status_code == 200, url
+    assert any("export of pledges" in record.getMessage() for record in caplog.records)
+    logged = "\n".join(record.getMessage() for record in caplog.records).lower()
+    assert "maria" not in logged
+    assert "monthly@" not in logged

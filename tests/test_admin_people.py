@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -109,6 +111,85 @@ def test_erase_needs_the_email_typed_again(app: Flask, admin_client: FlaskClient
     assert "That is not the same email address. Nothing was erased." in response.text
     with app.app_context():
         assert db.session.scalar(select(Pledge).where(Pledge.name == "Maria Rossi")) is not None
+
+
+class _Ids(HTMLParser):
+    """Every id on a page, and what each label and link into the page points to."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.ids: list[str] = []
+        self.label_targets: list[str] = []
+        self.autofocused: list[str] = []
+        self.feed(html)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        if found.get("id"):
+            self.ids.append(found["id"] or "")
+        if tag == "label" and found.get("for"):
+            self.label_targets.append(found["for"] or "")
+        if "autofocus" in found:
+            self.autofocused.append(found.get("id") or tag)
+
+
+def current_nav(html: str) -> list[str]:
+    return re.findall(r'aria-current="page">([^<]+)</a>', html)
+
+
+def test_a_mistyped_confirmation_takes_the_admin_to_the_error(
+    admin_client: FlaskClient, maria
+) -> None:
+    html = erase(admin_client, "someone@else.org").text
+    page = _Ids(html)
+    # The page opens on the message (focused, so scrolled to), which leads to the field.
+    assert page.autofocused == ["erase-error"]
+    error = html.split('id="erase-error"')[1].split("</div>")[0]
+    assert 'href="#erase-confirm"' in error
+    assert "That is not the same email address. Nothing was erased." in error
+    assert re.search(r'<div class="error-summary" role="alert" tabindex="-1" autofocus', html)
+    assert 'for="erase-confirm"' in html
+    assert re.search(
+        r'<input[^>]*aria-invalid="true"[^>]*id="erase-confirm"[^>]*name="confirm"', html
+    )
+    # Still under "Find a person", and the person is still shown.
+    assert current_nav(html) == ["Find a person"]
+    assert "Maria Rossi" in html
+
+
+def test_every_field_on_the_person_page_has_an_id_of_its_own(
+    admin_client: FlaskClient, maria
+) -> None:
+    for html in (lookup(admin_client, EMAIL).text, erase(admin_client, "wrong@else.org").text):
+        page = _Ids(html)
+        repeated = {i for i in page.ids if page.ids.count(i) > 1}
+        assert repeated == set()
+        assert set(page.label_targets) <= set(page.ids)
+        assert {"email", "download-format", "erase-confirm"} <= set(page.label_targets)
+        # The names the server reads are unchanged.
+        for name in ("email", "format", "confirm", "csrf_token"):
+            assert f'name="{name}"' in html
+
+
+def test_the_person_page_keeps_find_a_person_highlighted(admin_client: FlaskClient, maria) -> None:
+    assert current_nav(admin_client.get("/admin/people").text) == ["Find a person"]
+    assert current_nav(lookup(admin_client, EMAIL).text) == ["Find a person"]
+    done = erase(admin_client, EMAIL)
+    assert current_nav(admin_client.get(done.headers["Location"]).text) == ["Find a person"]
+
+
+@pytest.mark.parametrize("url", ["/admin/people/erase", "/admin/people/download"])
+def test_opening_a_person_form_address_again_leads_back_to_the_search(
+    app: Flask, admin_client: FlaskClient, maria, url: str
+) -> None:
+    response = admin_client.get(url)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/admin/people"
+    assert admin_client.get(url, follow_redirects=True).status_code == 200
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Pledge.id))) == 2  # nothing erased
+        actions = db.session.scalars(select(AuditLog.action)).all()
+    assert actions == ["sign_in"]
 
 
 def test_erasure(app: Flask, admin_client: FlaskClient, maria: list[str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from typing import Any
 from urllib.parse import urlencode
@@ -37,6 +36,7 @@ from ..forms import (
     country_names,
 )
 from ..models import AuditLog, Donation, DonationStatus, Pledge, db, utcnow
+from ..security import client_network
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -81,40 +81,33 @@ def no_store(response: Response) -> Response:
     return response
 
 
+def own_ids(form: Any, prefix: str) -> Any:
+    """Give a form's fields ids of their own, so that several forms can share a page.
+
+    Only the ids change (labels follow them); the names the server reads stay as they are.
+    """
+    for field in form:
+        field.id = f"{prefix}-{field.name}"
+        if field.label is not None:
+            field.label.field_id = field.id
+    return form
+
+
+# Amounts on screen use the site-wide money() template global (donate.py), as the public
+# pages do; only the CSV exports keep plain numbers.
 @bp.context_processor
 def admin_globals() -> dict[str, Any]:
     return {
         "admin": g.get("admin"),
-        "action_form": ActionForm(),
-        "money": records.money,
+        "action_form": own_ids(ActionForm(), "signout"),
         "may_still_charge": records.may_still_charge,
         "has_stripe_ids": records.has_stripe_ids,
-        "amount": records.minor_to_text,
         "short_rhythm": SHORT_RHYTHM,
         "country_names": country_names(),
     }
 
 
 # --------------------------------------------------------------------------- sign in
-
-
-def client_network(address: str | None) -> str:
-    """Who a client is, for the limits: an IPv4 address, or an IPv6 address's /64 network.
-
-    One IPv6 connection is usually given a whole /64 and can pick any address in it, so
-    counting by address would give a guesser billions of fresh counters.
-    """
-    if not address:
-        return "unknown"
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:  # a dual-stack socket's IPv4 client
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((int(ip), 64), strict=False))
-    return str(ip)
 
 
 def _client_key() -> str:
@@ -357,11 +350,29 @@ def people() -> str:
     if form.validate_on_submit():
         person = records.find_person(form.email.data)
         records.audit(g.admin.email, "person_lookup", {"found": "yes" if person.found else "no"})
+    return _person_page(form, person, EraseForm(email=person.email if person else ""))
+
+
+def _person_page(form: PersonSearchForm, person: Any, erase: EraseForm) -> str:
+    """The person page: the search, what is held, and its download and erase forms."""
     download = PersonDownloadForm(email=person.email if person else "")
-    erase = EraseForm(email=person.email if person else "")
     return render_template(
-        "admin/people.html", form=form, person=person, download=download, erase=erase
+        "admin/people.html",
+        form=form,
+        person=person,
+        download=own_ids(download, "download"),
+        erase=own_ids(erase, "erase"),
     )
+
+
+@bp.get("/people/download")
+@bp.get("/people/erase")
+def person_again() -> BaseResponse:
+    """The address a download or a refused erasure left in the address bar, opened again.
+
+    Those forms only POST and what they acted on is not in the address, so go to the search.
+    """
+    return redirect(url_for("admin.people"), code=303)
 
 
 @bp.post("/people/download")
@@ -412,10 +423,7 @@ def person_erase() -> BaseResponse | tuple[str, int]:
     if not form.validate_on_submit():
         person = records.find_person(form.email.data or "")
         search = PersonSearchForm(data={"email": person.email})
-        download = PersonDownloadForm(email=person.email)
-        return render_template(
-            "admin/people.html", form=search, person=person, download=download, erase=form
-        ), 422
+        return _person_page(search, person, form), 422
     erasure = records.erase_person(form.email.data, actor=g.admin.email)
     current_app.logger.info(
         "erasure by %s: %d pledge deleted, %d donations blanked",
