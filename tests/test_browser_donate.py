@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+import threading
 from typing import Any
 
 import pytest
 from flask import Flask
+from playwright.sync_api import expect
 
 from microsite.models import Donation, DonationStatus, db
 from microsite.money import donation_settings, format_money, parse_amount, to_major, to_minor
@@ -83,8 +85,11 @@ def test_without_javascript_the_gift_still_reaches_checkout_and_comes_back(
     page = no_script_page
     _stand_in_for_checkout(page)
     page.goto(live_server.url + "/donate")
-    # The fee estimate is in the page itself.
-    assert "On €25.00 that adds €0.64." in page.inner_text("#fee-estimate")
+    # The fee rule is in the page itself, as the server applies it in any currency.
+    assert page.inner_text("#fee-estimate") == (
+        "Card fees are about 1.5% + 0.25 in the currency you choose. "
+        "Ticking the box adds enough to cover them."
+    )
     page.click("label[for=amount-3]")  # 100
     page.click(".donate-form button[type=submit]")
     page.wait_for_url(re.compile(r"^https://checkout\.stripe\.com/"))
@@ -119,6 +124,211 @@ def test_without_javascript_the_gift_still_reaches_checkout_and_comes_back(
     assert page.inner_text("h1") == "Thank you for your gift"
     with app.app_context():
         assert db.session.scalars(db.select(Donation.status)).one() == DonationStatus.PAID
+
+
+def _background(page: Any, selector: str) -> str:
+    return page.eval_on_selector(selector, "e => getComputedStyle(e).backgroundColor")
+
+
+def test_without_javascript_the_form_never_shows_a_currency_it_cannot_follow(
+    no_script_page: Any, live_server: Any, fake_stripe: FakeStripe, app: Flask
+) -> None:
+    # The page is made for euros; without script nothing on it changes when the donor
+    # chooses pounds, so nothing on it may say euros.
+    page = no_script_page
+    _stand_in_for_checkout(page)
+    page.goto(live_server.url + "/donate")
+    form = ".donate-form"
+    assert page.locator(".amount-choice:visible label").all_inner_texts() == [
+        "10", "25", "50", "100",
+    ]  # fmt: skip
+    assert "€" not in page.inner_text(form)
+    assert "On €25.00" not in page.inner_text(form)
+    unchosen = _background(page, "label[for=amount-0]")
+    assert _background(page, "label[for=amount-1]") != unchosen  # 25 is chosen
+
+    page.select_option("#currency", "GBP")
+    page.fill("#other_amount", "40")
+    text = page.inner_text(form)
+    assert "€" not in text and "£" not in text
+    assert "0.25 in the currency you choose" in text
+    # The amount typed in replaces the preset, and the preset no longer looks chosen.
+    assert _background(page, "label[for=amount-1]") == unchosen
+    page.check("#cover_fee")
+    page.click(".donate-form button[type=submit]")
+    page.wait_for_url(re.compile(r"^https://checkout\.stripe\.com/"))
+    [wire] = fake_stripe.sessions_created
+    assert wire.params["line_items[0][price_data][currency]"] == "gbp"
+    # (4000 + 25) / 0.985 = 4086.29..., so 87 pence on top: 0.25 in pounds, as the page said.
+    assert wire.params["line_items[0][price_data][unit_amount]"] == str(4000 + 87)
+
+
+SUBMIT = "document.querySelector('.donate-form button[type=submit]')"
+
+
+@pytest.fixture
+def slow_stripe(fake_stripe: FakeStripe, monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Stripe answers only once the returned event is set: a donor waiting on a slow Stripe."""
+    answer = threading.Event()
+    respond = fake_stripe.request
+
+    def request(*args: Any, **kwargs: Any) -> Any:
+        answer.wait(timeout=30)
+        return respond(*args, **kwargs)
+
+    monkeypatch.setattr(fake_stripe, "request", request)
+    return answer
+
+
+def _posts_to_donate(page: Any) -> list[str]:
+    sent: list[str] = []
+    page.on(
+        "request",
+        lambda r: sent.append(r.url) if r.method == "POST" and r.url.endswith("/donate") else None,
+    )
+    return sent
+
+
+def _watch_submit_button(page: Any) -> list[tuple[str, bool, str]]:
+    """What the submit button and its status line say, each time either changes.
+
+    Told by the page itself as it changes: while the browser waits for an answer,
+    Playwright reads nothing from the page until the navigation ends.
+    """
+    seen: list[tuple[str, bool, str]] = []
+    page.expose_function("buttonChanged", lambda *state: seen.append(tuple(state)))
+    page.add_init_script(
+        """addEventListener("DOMContentLoaded", () => {
+            const button = document.querySelector(".donate-form button[type=submit]");
+            const status = document.querySelector(".donate-form [role=status]");
+            const tell = () => window.buttonChanged(
+                button.textContent, button.disabled, status.textContent);
+            const what = {attributes: true, childList: true, characterData: true, subtree: true};
+            new MutationObserver(tell).observe(button, what);
+            new MutationObserver(tell).observe(status, what);
+        });"""
+    )
+    return seen
+
+
+def test_the_button_says_it_is_connecting_and_sends_the_gift_once(
+    page: Any, live_server: Any, slow_stripe: threading.Event, fake_stripe: FakeStripe, app: Flask
+) -> None:
+    # Checkout's address is one of this site's own here: a page route would not see the
+    # redirect after a form sent with Enter.
+    fake_stripe.checkout_url = live_server.url + "/checkout-stand-in/"
+    sent = _posts_to_donate(page)
+    seen = _watch_submit_button(page)
+    page.goto(live_server.url + "/donate")
+    button = page.locator(".donate-form button[type=submit]")
+    box = button.bounding_box()
+    page.fill("#other_amount", "30")
+    page.keyboard.press("Enter")  # sent from the amount field, as many donors do
+    page.wait_for_timeout(300)
+    assert seen[-1] == ("Connecting to Stripe…", True, "Connecting to Stripe…")
+
+    # Stripe is slow: pressing the button, or Enter again, sends nothing more.
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(300)
+    assert sent == [live_server.url + "/donate"]
+
+    slow_stripe.set()
+    page.wait_for_url(re.compile(r".*/checkout-stand-in/cs_test_"))
+    assert len(fake_stripe.sessions_created) == 1
+    with app.app_context():
+        assert [d.amount for d in db.session.scalars(db.select(Donation))] == [3000]
+
+    # Back from Checkout the button works again, however the browser brings the page back.
+    page.go_back()
+    expect(button).to_be_enabled()
+    expect(button).to_have_text("Continue to secure payment")
+    assert page.text_content(".donate-form [role=status]") == ""
+
+
+def test_a_page_the_browser_brings_back_as_it_was_left_can_be_sent_again(
+    page: Any, live_server: Any
+) -> None:
+    # A browser's back-forward cache shows the page exactly as it was left: busy. Here
+    # the form is kept from leaving, and the browser's event for such a page is fired.
+    page.goto(live_server.url + "/donate")
+    page.eval_on_selector(
+        ".donate-form", "form => form.addEventListener('submit', e => e.preventDefault())"
+    )
+    button = page.locator(".donate-form button[type=submit]")
+    button.click()
+    expect(button).to_be_disabled()
+    expect(button).to_have_text("Connecting to Stripe…")
+    page.evaluate("dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))")
+    expect(button).to_be_enabled()
+    expect(button).to_have_text("Continue to secure payment")
+    assert page.text_content(".donate-form [role=status]") == ""
+    button.click()
+    expect(button).to_have_text("Connecting to Stripe…")
+
+
+def test_try_again_after_stripe_failed_also_says_it_is_connecting(
+    page: Any, live_server: Any, fake_stripe: FakeStripe
+) -> None:
+    fake_stripe.drop_next()
+    page.goto(live_server.url + "/donate")
+    page.click(".donate-form button[type=submit]")
+    assert page.inner_text("h1") == "We could not reach our payment provider"
+    page.eval_on_selector(
+        "form.actions", "form => form.addEventListener('submit', e => e.preventDefault())"
+    )
+    button = page.get_by_role("button", name="Try again")
+    button.click()
+    expect(page.locator("form.actions button")).to_have_text("Connecting to Stripe…")
+    expect(page.locator("form.actions button")).to_be_disabled()
+
+
+@pytest.mark.parametrize(
+    ("start", "key", "chosen"),
+    [("#currency", "Tab", "amount-1"), ("#currency", "Shift+Tab", "frequency-0")],
+    ids=["amount", "frequency"],
+)
+def test_a_choice_reached_by_keyboard_is_scrolled_wholly_into_view(
+    page: Any, live_server: Any, start: str, key: str, chosen: str
+) -> None:
+    page.emulate_media(reduced_motion="reduce")
+    page.goto(live_server.url + "/")
+    # The button just below the bottom of the window, as when reading down the page.
+    page.evaluate(
+        """([start, label]) => {
+            const box = document.querySelector(label).getBoundingClientRect();
+            window.scrollTo(0, window.scrollY + box.top - window.innerHeight + 8);
+            document.querySelector(start).focus({preventScroll: true});
+        }""",
+        [start, f"label[for={chosen}]"],
+    )
+    page.keyboard.press(key)
+    assert page.evaluate("document.activeElement.id") == chosen
+    box = page.evaluate(
+        f"""(() => {{
+            const r = document.querySelector("label[for={chosen}]").getBoundingClientRect();
+            return {{top: r.top, bottom: r.bottom, height: innerHeight}};
+        }})()"""
+    )
+    # The focus ring is drawn around the button, and shows whole with it (to within the
+    # fraction of a pixel a scroll position is rounded to).
+    style, ring = page.eval_on_selector(
+        f"label[for={chosen}]",
+        """e => { const s = getComputedStyle(e);
+            return [s.outlineStyle, parseFloat(s.outlineWidth) + parseFloat(s.outlineOffset)]; }""",
+    )
+    assert style == "solid"
+    assert box["top"] - ring >= -1, box
+    assert box["bottom"] + ring <= box["height"] + 1, box
+
+
+def test_the_footer_reaches_the_bottom_of_a_short_page(page: Any, live_server: Any) -> None:
+    for path in ("/no-such-page", "/donate/thanks?session_id=cs_test_unknown"):
+        page.goto(live_server.url + path)
+        bottom = page.eval_on_selector(".site-footer", "e => e.getBoundingClientRect().bottom")
+        height = page.evaluate("innerHeight")
+        scroll = page.evaluate("document.documentElement.scrollHeight")
+        assert bottom == height or scroll > height, (path, bottom, height)
 
 
 def test_a_cancelled_checkout_brings_back_the_choices(

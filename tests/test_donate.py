@@ -54,8 +54,12 @@ def test_form_offers_presets_currencies_frequency_and_other_amount(client: Flask
         assert f'name="{field}"' in html
     for field in ("donor_name", "donor_email", "message"):
         assert f'name="{field}"' in html
-    # The fee estimate is there without script: 1.5% + €0.25 on €25 is €0.64 (rounded up).
-    assert 'Card fees are about 1.5% + <span class="fee-fixed">€0.25</span>.' in html
+    # The rule as the server applies it, true whichever currency is then chosen; and, for
+    # script to show, the rule and the estimate in euros: 1.5% + €0.25 on €25 is €0.64.
+    assert "Card fees are about 1.5% + " in html
+    assert "0.25 in the currency you choose" in html
+    assert "Ticking the box adds enough to cover them." in html
+    assert '<span class="fee-fixed">€0.25</span>' in html
     assert "On €25.00 that adds €0.64." in html
 
 
@@ -477,7 +481,7 @@ def _choices(html: str) -> dict[str, tuple[str, bool]]:
     """Each preset button on a page: its value, its label and whether it is offered."""
     found = re.findall(
         r'<div class="amount-choice"( hidden)?><input[^>]*value="([^"]+)">'
-        r'<label[^>]*><span class="cur-sym">[^<]*</span>([^<]*)</label>',
+        r'<label[^>]*><span class="cur-sym js-only">[^<]*</span>([^<]*)</label>',
         html,
     )
     return {value: (label, not hidden) for hidden, value, label in found}
@@ -500,8 +504,8 @@ def test_preset_buttons_show_the_currency_s_decimal_places(
         DONATION_MAX="100000",
     )
     html = yen.test_client().get("/donate").text
-    assert '<span class="cur-sym">¥</span>1,000</label>' in html
-    assert 'Card fees are about 1.5% + <span class="fee-fixed">¥1</span>.' in html
+    assert '<span class="cur-sym js-only">¥</span>1,000</label>' in html
+    assert '<span class="fee-fixed">¥1</span>' in html
 
 
 def test_presets_below_stripe_s_smallest_charge_are_not_offered_in_that_currency(
@@ -543,8 +547,26 @@ def test_the_fee_rule_shows_its_fixed_part_in_the_chosen_currency(
 ) -> None:
     page = post_form(stripe_client, "/donate", {**ONE_TIME, "currency": "CHF", **other("")})
     assert page.status_code == 422
-    assert 'Card fees are about 1.5% + <span class="fee-fixed">CHF 0.25</span>.' in page.text
+    assert '<span class="fee-fixed">CHF 0.25</span>' in page.text
     assert "€0.25" not in page.text
+
+
+@pytest.mark.parametrize(
+    ("fixed", "shown"), [("0.3", "0.30"), ("1", "1"), ("0.125", "0.125"), ("0", None)]
+)
+def test_the_fee_rule_without_script_names_no_currency(
+    make_app: Any, fixed: str, shown: str | None
+) -> None:
+    # Without script the currency can change after the page is made: the fixed part is
+    # given as the number the server adds in whichever currency is chosen.
+    html = make_app(DONATION_FEE_FIXED=fixed).test_client().get("/donate").text
+    if shown is None:
+        assert "in the currency you choose" not in html
+        assert "fee-fixed" not in html
+        assert "Card fees are about 1.5%." in html
+    else:
+        assert '+ <span class="js-only">' in html
+        assert f"{shown} in the currency you choose" in html
 
 
 @pytest.mark.parametrize(
@@ -729,6 +751,8 @@ def test_a_retry_whose_parameters_drifted_is_refused_as_stripe_would(
     [donation] = donations(before)
     after = make_app(**{**stripe_config, "SITE_URL": "https://donate.example.org"})
     client = after.test_client()
+    with client.session_transaction() as browser:  # the same browser, its cookie kept
+        browser["own_gifts"] = [donation.reference]
     token = csrf_token(client.get("/donate").text)
     retry = client.post(f"/donate/retry/{donation.reference}", data={"csrf_token": token})
     assert retry.status_code == 502
@@ -882,6 +906,63 @@ def test_retry_of_an_unknown_gift_is_404(stripe_client: FlaskClient) -> None:
     assert response.status_code == 404
 
 
+def test_retry_from_another_browser_does_not_reach_the_donor_s_checkout(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # The reference is in the cancel URL; the Checkout session it would open shows the
+    # donor's email address. A stranger holding it gets the page strangers get.
+    fake_stripe.drop_next()
+    assert post_form(stripe_client, "/donate", NAMED).status_code == 503
+    [donation] = donations(stripe_app)
+    asked = len(fake_stripe.requests)
+    stranger = stripe_app.test_client()
+    token = csrf_token(stranger.get("/donate").text)
+    response = stranger.post(f"/donate/retry/{donation.reference}", data={"csrf_token": token})
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"/donate/cancelled?ref={donation.reference}"
+    assert len(fake_stripe.requests) == asked  # Stripe was not asked
+    assert "checkout.stripe.com" not in response.text
+    page = stranger.get(response.headers["Location"])
+    assert page.status_code == 200
+    for personal in ("Anna Novák", "anna@example.org"):
+        assert personal not in page.text
+    [donation] = donations(stripe_app)
+    assert donation.stripe_session_id is None
+
+    # The donor's own browser still gets there.
+    token = csrf_token(stripe_client.get("/donate").text)
+    own = stripe_client.post(f"/donate/retry/{donation.reference}", data={"csrf_token": token})
+    assert own.status_code == 303
+    [donation] = donations(stripe_app)
+    assert own.headers["Location"] == CHECKOUT_URL + donation.stripe_session_id
+
+
+def test_a_retry_page_opened_again_from_history_leads_back_to_the_gift(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # "Try again" failed again: the browser is left on the retry address, which the
+    # donor may reopen later from history.
+    fake_stripe.drop_next()
+    failed = post_form(stripe_client, "/donate", {**ONE_TIME, "amount": "50"})
+    [donation] = donations(stripe_app)
+    retry_url = f"/donate/retry/{donation.reference}"
+    fake_stripe.drop_next()
+    again = stripe_client.post(retry_url, data={"csrf_token": csrf_token(failed.text)})
+    assert again.status_code == 503
+    assert "We could not reach our payment provider" in again.text
+
+    reopened = stripe_client.get(retry_url)
+    assert reopened.status_code == 303
+    assert reopened.headers["Location"] == f"/donate/cancelled?ref={donation.reference}"
+    page = stripe_client.get(reopened.headers["Location"])
+    assert page.status_code == 200
+    assert "nothing was taken" in page.text
+    assert re.search(r'<input checked id="amount-2"[^>]*value="50"', page.text)
+    assert len(fake_stripe.requests) == 2  # looking asks Stripe nothing
+    assert stripe_client.get("/donate/retry/" + "a" * 32).status_code == 404
+    assert stripe_client.get("/donate/retry/nothing").status_code == 404
+
+
 # --------------------------------------------------------------------------- coming back
 
 
@@ -931,7 +1012,28 @@ def test_unknown_or_malformed_session_is_a_polite_404(
     start(stripe_client)
     response = stripe_client.get("/donate/thanks", query_string={"session_id": session_id})
     assert response.status_code == 404
-    assert "We could not find that page" in response.text
+    assert "We could not find this gift here" in response.text
+    assert "If you have just completed a payment, your gift is safe" in response.text
+    assert "We could not find that page" not in response.text
+    assert 'href="/donate"' in response.text and 'href="/"' in response.text
+
+
+def test_an_unknown_gift_s_page_says_what_happens_to_a_payment(
+    make_app: Any, stripe_config: dict[str, Any]
+) -> None:
+    # In test mode Stripe sends no receipt, so the page does not promise one.
+    test_mode = make_app(**stripe_config).test_client().get("/donate/thanks?session_id=cs_x")
+    assert test_mode.status_code == 404
+    assert "Stripe sends no receipt" in test_mode.text
+    assert "Stripe emails your receipt" not in test_mode.text
+    assert 'href="mailto:privacy@renate.example"' in test_mode.text
+
+    without_contact = make_app(**stripe_config, CONTACT_EMAIL="").test_client()
+    page = without_contact.get("/donate/thanks?session_id=cs_test_nope")
+    assert page.status_code == 404
+    assert "mailto:" not in page.text
+    assert "write to" not in page.text
+    assert "We could not find this gift here" in page.text
 
 
 def test_cancelled_brings_back_the_form_with_their_choices(
@@ -997,10 +1099,17 @@ def test_cancelled_keeps_a_preset_choice(stripe_app: Flask, stripe_client: Flask
     assert re.search(r'<input checked id="amount-2"[^>]*value="50"', html)
 
 
-def test_cancelled_without_a_known_gift_shows_the_empty_form(stripe_client: FlaskClient) -> None:
-    page = stripe_client.get("/donate/cancelled?ref=nothing")
+@pytest.mark.parametrize("query", ["?ref=nothing", "?ref=" + "a" * 32, ""])
+def test_cancelled_without_a_known_gift_shows_the_empty_form(
+    stripe_client: FlaskClient, query: str
+) -> None:
+    # Nothing was brought back, so nothing says it was.
+    page = stripe_client.get("/donate/cancelled" + query)
     assert page.status_code == 200
     assert 'class="donate-form"' in page.text
+    assert "Your payment was not completed" not in page.text
+    assert "Your choices are kept below" not in page.text
+    assert re.search(r'<input checked id="amount-1"[^>]*value="25"', page.text)
 
 
 # --------------------------------------------------------------------------- abuse

@@ -1030,4 +1030,4 @@ def test_the_dashboard_shows_money_left_out_of_the_totals(
     html = admin_client.get("/admin/").text
     assert "Needs a look" in html
     assert "<strong>1 Stripe event</strong>" in html
-    assert f"Payment of 27.00 USD on gift <code>{one_time[0]}</code>" in html
+    assert f"Payment of $27.00 on gift <code>{one_time[0]}</code>" in html

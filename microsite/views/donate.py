@@ -21,6 +21,7 @@ from ..forms import OTHER_AMOUNT, DonationForm, amount_value
 from ..models import Donation, DonationStatus, Frequency
 from ..money import (
     SIGNS,
+    decimal_places,
     donation_settings,
     exponent,
     format_money,
@@ -85,6 +86,7 @@ def donation_widget(form: DonationForm) -> dict[str, Any]:
         "fee": settings.fee(gift, currency) if gift else 0,
         "fee_percent": f"{settings.fee_percent.normalize():f}",
         "fee_fixed": _fee_fixed(currency),
+        "fee_fixed_plain": _fee_fixed_plain(),
         "offered": {amount_value(p) for p in offered},
         "script": {
             "percent": str(settings.fee_percent),
@@ -99,6 +101,20 @@ def _fee_fixed(currency: str) -> str:
     """The fixed part of the card fee as the rule line shows it, in the chosen currency."""
     fixed = donation_settings().fee_fixed
     return format_money(to_minor(fixed, currency), currency)
+
+
+def _fee_fixed_plain() -> str:
+    """The fixed part of the card fee without a currency: "0.25", "0.30", "1".
+
+    The server adds it in whichever currency the donor chooses (money.card_fee); a page
+    without script cannot change its currency sign when the choice changes, so it gives
+    the plain number. An empty string when there is no fixed part.
+    """
+    fixed = donation_settings().fee_fixed
+    if not fixed:
+        return ""
+    places = max(2, decimal_places(fixed)) if decimal_places(fixed) else 0
+    return f"{fixed:,.{places}f}"
 
 
 def _script_currency(code: str) -> dict[str, Any]:
@@ -174,17 +190,33 @@ def donate() -> Response | tuple[str, int]:
 @bp.post("/retry/<reference>")
 @limiter.limit(_rate_limit)
 def retry(reference: str) -> Response | tuple[str, int]:
-    """Try Stripe again for the same gift: the same idempotency key, never a second session."""
+    """Try Stripe again for the same gift: the same idempotency key, never a second session.
+
+    Only from the browser that started the gift: the reference travels in the cancel URL,
+    and the Checkout session it leads to shows the donor's email address. Anyone else is
+    sent to the cancelled page, which shows no personal details to strangers.
+    """
     donation = donation_by_reference(reference)
     if donation is None:
         abort(404)
+    back = redirect(url_for("donate.cancelled", ref=donation.reference), code=303)
+    if donation.reference not in session.get(OWN_GIFTS, []):
+        return back
     if not payments_configured():
         return _form_page(_form_for(donation), 503, not_configured=True)
     if donation.status not in RETRYABLE:
-        return _where_it_stands(donation) or redirect(
-            url_for("donate.cancelled", ref=donation.reference), code=303
-        )
+        return _where_it_stands(donation) or back
     return _go_to_checkout(donation)
+
+
+@bp.get("/retry/<reference>")
+def retry_page(reference: str) -> Response:
+    """The address a failed retry leaves in the browser's history: opened again, it leads
+    to the gift's cancelled page (its form, or its thank-you page once paid)."""
+    donation = donation_by_reference(reference)
+    if donation is None:
+        abort(404)
+    return redirect(url_for("donate.cancelled", ref=donation.reference), code=303)
 
 
 def _where_it_stands(donation: Donation) -> Response | None:
@@ -229,14 +261,19 @@ def cancelled() -> Response | tuple[str, int]:
     donation = donation_by_reference(request.args.get("ref", ""))
     if donation is not None and (settled := _where_it_stands(donation)):
         return settled
-    form = _form_for(donation) if donation is not None else DonationForm(formdata=None)
-    return _form_page(form, cancelled=True)
+    if donation is None:  # nothing to bring back: only the form
+        return _form_page(DonationForm(formdata=None))
+    return _form_page(_form_for(donation), cancelled=True)
 
 
 @bp.get("/thanks")
-def thanks() -> str:
-    """Show what is known about the gift; only a signed webhook ever marks it paid."""
+def thanks() -> str | tuple[str, int]:
+    """Show what is known about the gift; only a signed webhook ever marks it paid.
+
+    An unknown session gets a page of its own: a donor who has just paid must not be
+    left wondering whether the money went astray.
+    """
     donation = donation_for_session(request.args.get("session_id", ""))
     if donation is None:
-        abort(404)
+        return render_template("donate/not_found.html"), 404
     return render_template("donate/thanks.html", donation=donation)

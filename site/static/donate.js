@@ -3,6 +3,34 @@
 // the same without this script; the server computes the same estimate.
 (function () {
   "use strict";
+  // What only this script keeps true (currency signs, the worked-out fee) is shown only
+  // with it: site.css hides it on pages without the "js" class.
+  document.documentElement.classList.add("js");
+
+  // Reaching Stripe can take many seconds: the button says so, and a second press does
+  // not send the gift again.
+  document.querySelectorAll("form").forEach(function (each) {
+    var button = each.querySelector("button[type=submit][data-busy-text]");
+    if (!button) { return; }
+    var status = each.querySelector(".submit-status");
+    var label = button.textContent;
+    var sent = false;
+    each.addEventListener("submit", function (event) {
+      if (sent) { event.preventDefault(); return; }
+      sent = true;
+      button.disabled = true;
+      button.textContent = button.getAttribute("data-busy-text");
+      if (status) { status.textContent = button.textContent; }
+    });
+    // Back from Stripe, a browser may show this page as it was left: usable again.
+    window.addEventListener("pageshow", function () {
+      sent = false;
+      button.disabled = false;
+      button.textContent = label;
+      if (status) { status.textContent = ""; }
+    });
+  });
+
   var form = document.querySelector(".donate-form[data-donate]");
   if (!form) { return; }
   var settings = JSON.parse(form.getAttribute("data-donate"));
