@@ -108,6 +108,12 @@ ERROR_MESSAGES = {
 }
 
 
+def absolute_url(path: str) -> str:
+    """A full URL for a path on this site: SITE_URL when set, else the request's own host."""
+    base = current_app.config["SITE_URL"].rstrip("/") or request.url_root.rstrip("/")
+    return base + path
+
+
 def render_error(code: int, title: str | None = None, message: str | None = None, **extra: Any):
     default_title, default_message = ERROR_MESSAGES.get(code, ERROR_MESSAGES[400])
     return (
@@ -192,10 +198,7 @@ def register_template_helpers(app: Flask) -> None:
             "country_name": lambda code: country_names().get(code or "", ""),
         }
 
-    @app.template_filter("absolute")
-    def absolute_url(path: str) -> str:
-        base = app.config["SITE_URL"].rstrip("/") or request.url_root.rstrip("/")
-        return base + path
+    app.add_template_filter(absolute_url, "absolute")
 
 
 def register_cli(app: Flask) -> None:

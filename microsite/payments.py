@@ -84,7 +84,8 @@ def init_app(app: Flask) -> None:
             "This site runs in Stripe's test mode unless you decide otherwise. "
             "Use a test key (sk_test_...), or set STRIPE_ALLOW_LIVE=1 to accept real payments."
         )
-    if mode == "live" and not str(app.config["SITE_URL"]).strip():
+    site_url = str(app.config["SITE_URL"]).strip()
+    if mode == "live" and not site_url:
         # Without it, the addresses Stripe sends donors back to follow the request's Host
         # header, which anyone can set: a real Checkout page could return to another site.
         raise StripeSettingsError(
@@ -92,7 +93,7 @@ def init_app(app: Flask) -> None:
             "back to this site's own address. Set it to the public address, for example "
             "SITE_URL=https://donate.example.org."
         )
-    if mode and not str(app.config["SITE_URL"]).strip() and not (app.debug or app.testing):
+    if mode and not site_url and not (app.debug or app.testing):
         app.logger.warning(
             "SITE_URL is not set: links and Stripe's return addresses follow each request's "
             "Host header. Set SITE_URL to the public address before the site is public."

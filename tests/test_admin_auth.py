@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -233,13 +234,19 @@ def _at(minutes: float) -> datetime:
     return datetime(2026, 3, 2, 9, 0, tzinfo=UTC) + timedelta(minutes=minutes)
 
 
-def test_idle_timeout(make_app, time_machine) -> None:
-    app = make_app(ADMIN_IDLE_MINUTES=30)
+def _signed_in_at_nine(make_app, time_machine, **config: Any) -> FlaskClient:
+    """An admin signed in at the start of the frozen clock (_at(0)), on an app so set up."""
+    app = make_app(**config)
     with app.app_context():
         auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
     client = app.test_client()
     time_machine.move_to(_at(0), tick=False)
     assert sign_in(client).status_code == 303
+    return client
+
+
+def test_idle_timeout(make_app, time_machine) -> None:
+    client = _signed_in_at_nine(make_app, time_machine, ADMIN_IDLE_MINUTES=30)
     time_machine.move_to(_at(29), tick=False)
     assert client.get("/admin/").status_code == 200  # activity keeps it alive
     time_machine.move_to(_at(58), tick=False)
@@ -251,12 +258,9 @@ def test_idle_timeout(make_app, time_machine) -> None:
 
 
 def test_absolute_timeout_even_when_active(make_app, time_machine) -> None:
-    app = make_app(ADMIN_ABSOLUTE_HOURS=12, ADMIN_IDLE_MINUTES=30)
-    with app.app_context():
-        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
-    client = app.test_client()
-    time_machine.move_to(_at(0), tick=False)
-    assert sign_in(client).status_code == 303
+    client = _signed_in_at_nine(
+        make_app, time_machine, ADMIN_ABSOLUTE_HOURS=12, ADMIN_IDLE_MINUTES=30
+    )
     minute = 0
     while minute < 12 * 60 - 20:
         minute += 20
@@ -267,12 +271,9 @@ def test_absolute_timeout_even_when_active(make_app, time_machine) -> None:
 
 
 def test_sign_out_from_a_tab_opened_hours_ago_still_signs_out(make_app, time_machine) -> None:
-    app = make_app(ADMIN_ABSOLUTE_HOURS=12, ADMIN_IDLE_MINUTES=30)
-    with app.app_context():
-        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
-    client = app.test_client()
-    time_machine.move_to(_at(0), tick=False)
-    assert sign_in(client).status_code == 303
+    client = _signed_in_at_nine(
+        make_app, time_machine, ADMIN_ABSOLUTE_HOURS=12, ADMIN_IDLE_MINUTES=30
+    )
     old_tab = page_token(client)  # the Sign out button of a tab opened now
     for minute in range(20, 6 * 60, 20):  # busy in other tabs all afternoon
         time_machine.move_to(_at(minute), tick=False)

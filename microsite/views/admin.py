@@ -23,7 +23,7 @@ from flask import (
 from sqlalchemy import desc, select
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import auth, exports, records
+from .. import auth, exports, records, render_error
 from ..extensions import limiter
 from ..forms import (
     ActionForm,
@@ -296,16 +296,15 @@ def _refuse_unreadable_filters(form: Any, list_endpoint: str) -> None:
     if not form.errors:
         return
     problems = [f"{form[name].label.text}: {messages[0]}" for name, messages in form.errors.items()]
-    page = render_template(
-        "errors/error.html",
-        code=400,
-        title="These filters could not be used",
-        message="Nothing was exported, so that the file never holds more than was asked for.",
+    page, status = render_error(
+        400,
+        "These filters could not be used",
+        "Nothing was exported, so that the file never holds more than was asked for.",
         problems=problems,
         action_url=url_for(list_endpoint, **request.args),
         action_label="Correct the filters",
     )
-    abort(make_response(page, 400))
+    abort(make_response(page, status))
 
 
 @bp.get("/pledges.csv")

@@ -16,6 +16,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response
 
+from .. import absolute_url
 from ..extensions import limiter
 from ..forms import OTHER_AMOUNT, DonationForm, amount_value
 from ..models import Donation, DonationStatus, Frequency
@@ -113,8 +114,8 @@ def _fee_fixed_plain() -> str:
     fixed = donation_settings().fee_fixed
     if not fixed:
         return ""
-    places = max(2, decimal_places(fixed)) if decimal_places(fixed) else 0
-    return f"{fixed:,.{places}f}"
+    places = decimal_places(fixed)
+    return f"{fixed:,.{max(2, places) if places else 0}f}"
 
 
 def _script_currency(code: str) -> dict[str, Any]:
@@ -132,17 +133,10 @@ def _script_currency(code: str) -> dict[str, Any]:
     }
 
 
-def _absolute(endpoint: str, **values: str) -> str:
-    """A full URL for Stripe to send the donor back to: SITE_URL when set."""
-    path = url_for(endpoint, **values)
-    base = current_app.config["SITE_URL"].rstrip("/") or request.url_root.rstrip("/")
-    return base + path
-
-
 def _go_to_checkout(donation: Donation) -> Response | tuple[str, int]:
     # Appended as it is: url_for would percent-encode the braces Stripe looks for.
-    success_url = _absolute("donate.thanks") + "?session_id={CHECKOUT_SESSION_ID}"
-    cancel_url = _absolute("donate.cancelled", ref=donation.reference)
+    success_url = absolute_url(url_for("donate.thanks")) + "?session_id={CHECKOUT_SESSION_ID}"
+    cancel_url = absolute_url(url_for("donate.cancelled", ref=donation.reference))
     try:
         url = start_checkout(donation, success_url=success_url, cancel_url=cancel_url)
     except CheckoutUnavailable as exc:
@@ -200,7 +194,7 @@ def retry(reference: str) -> Response | tuple[str, int]:
     if donation is None:
         abort(404)
     back = redirect(url_for("donate.cancelled", ref=donation.reference), code=303)
-    if donation.reference not in session.get(OWN_GIFTS, []):
+    if not _started_here(donation):
         return back
     if not payments_configured():
         return _form_page(_form_for(donation), 503, not_configured=True)
@@ -217,6 +211,11 @@ def retry_page(reference: str) -> Response:
     if donation is None:
         abort(404)
     return redirect(url_for("donate.cancelled", ref=donation.reference), code=303)
+
+
+def _started_here(donation: Donation) -> bool:
+    """Whether this browser started the gift (see OWN_GIFTS)."""
+    return donation.reference in session.get(OWN_GIFTS, [])
 
 
 def _where_it_stands(donation: Donation) -> Response | None:
@@ -244,7 +243,7 @@ def _form_for(donation: Donation) -> DonationForm:
         "cover_fee": donation.fee_covered > 0,
         "anonymous": donation.anonymous,
     }
-    if donation.reference in session.get(OWN_GIFTS, []):
+    if _started_here(donation):
         data |= {
             "dedication_kind": donation.dedication_kind or "",
             "dedication_name": donation.dedication_name or "",
