@@ -131,10 +131,30 @@ def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
 
 
+def _always_closed(app: Flask) -> Callable[..., Iterator[bytes]]:
+    """Close each response even when the browser hangs up half-way through it.
+
+    A closing page drops its favicon or stylesheet download; Werkzeug's development server
+    then skips the response's close(), and the open static file would surface later as a
+    ResourceWarning in an unrelated test.
+    """
+
+    def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        response = app(environ, start_response)
+        try:
+            yield from response
+        finally:
+            close = getattr(response, "close", None)
+            if close is not None:
+                close()
+
+    return wsgi
+
+
 class LiveServer:
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self._server = make_server("127.0.0.1", 0, app, threaded=True)
+        self._server = make_server("127.0.0.1", 0, _always_closed(app), threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
