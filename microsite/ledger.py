@@ -62,7 +62,8 @@ def apply_event(event: dict[str, Any]) -> str:
     raise WebhookBusy(event["id"])
 
 
-def _live() -> bool:
+def live_mode() -> bool:
+    """Whether the configured Stripe key takes real money."""
     return current_app.extensions.get("stripe_mode") == "live"
 
 
@@ -75,13 +76,13 @@ def _apply_once(event: dict[str, Any]) -> str:
     # Claim the id first: a concurrent delivery of the same event stops here.
     db.session.flush()
     obj = event["data"]["object"]
-    if record.livemode != _live():
+    if record.livemode != live_mode():
         current_app.logger.warning(
             "stripe event %s (%s) ignored: livemode=%s but the configured key is in %s mode",
             event_id,
             kind,
             record.livemode,
-            "live" if _live() else "test",
+            "live" if live_mode() else "test",
         )
         outcome = "ignored: livemode"
     elif kind not in HANDLERS:
@@ -263,28 +264,26 @@ def on_async_payment_succeeded(session: dict[str, Any]) -> Applied:
     return _session_paid(session, donation), donation
 
 
-def on_async_payment_failed(session: dict[str, Any]) -> Applied:
+def _session_ended(session: dict[str, Any], status: DonationStatus, outcome: str) -> Applied:
+    """A session that ended without the money: the gift moves to status, unless the donor
+    is paying on a newer session right now (the old one's end is not the gift's)."""
     donation = _session_donation(session)
     if donation is None:
         return UNMATCHED, None
     if _old_session(donation, session):
         return "ignored: old session", None
     _follow_session(donation, session, current=False)
-    if donation.advance(DonationStatus.FAILED):
+    if donation.advance(status) and status == DonationStatus.FAILED:
         donation.failure_reason = "The payment did not go through."
-    return "failed", donation
+    return outcome, donation
+
+
+def on_async_payment_failed(session: dict[str, Any]) -> Applied:
+    return _session_ended(session, DonationStatus.FAILED, "failed")
 
 
 def on_session_expired(session: dict[str, Any]) -> Applied:
-    donation = _session_donation(session)
-    if donation is None:
-        return UNMATCHED, None
-    # The donor may be paying on a newer session right now: the old one's end is not the gift's.
-    if _old_session(donation, session):
-        return "ignored: old session", None
-    _follow_session(donation, session, current=False)
-    donation.advance(DonationStatus.ABANDONED)
-    return "abandoned", donation
+    return _session_ended(session, DonationStatus.ABANDONED, "abandoned")
 
 
 # --------------------------------------------------------------------------- money events

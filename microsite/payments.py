@@ -17,12 +17,7 @@ from sqlalchemy import select
 
 from . import ledger
 from .ledger import REFERENCE_KEY
-from .models import (
-    Donation,
-    DonationStatus,
-    Frequency,
-    db,
-)
+from .models import Donation, DonationStatus, Frequency, db
 from .money import (
     DonationSettings,
     StripeSettingsError,
@@ -186,10 +181,6 @@ def _client() -> stripe.StripeClient:
     return current_app.extensions["stripe"]
 
 
-def _live() -> bool:
-    return current_app.extensions.get("stripe_mode") == "live"
-
-
 # --------------------------------------------------------------------------- checkout
 
 
@@ -237,7 +228,7 @@ def record_donation(data: DonationInput) -> Donation:
         currency=data.currency.upper(),
         frequency=data.frequency.value,
         status=DonationStatus.PENDING.value,
-        livemode=_live(),
+        livemode=ledger.live_mode(),
         donor_name=data.donor_name or None,
         donor_email=data.donor_email or None,
         anonymous=data.anonymous,

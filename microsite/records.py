@@ -27,7 +27,7 @@ from .models import (
     db,
     utcnow,
 )
-from .money import exponent, to_major
+from .money import donation_settings, exponent, to_major
 from .payments import REFUSED_NOTE
 from .pledges import email_key
 
@@ -147,9 +147,8 @@ def test_donations_among(filters: DonationFilters) -> int:
 
 def donation_currencies() -> list[str]:
     """Currencies we take, and any others already in the database."""
-    configured = [c.strip().upper() for c in current_app.config["DONATION_CURRENCIES"].split(",")]
     stored = db.session.scalars(select(Donation.currency).distinct())
-    return sorted({*filter(None, configured), *stored})
+    return sorted({*donation_settings().currencies, *stored})
 
 
 # --------------------------------------------------------------------------- dashboard

@@ -258,11 +258,9 @@ def _form_for(donation: Donation) -> DonationForm:
 def cancelled() -> Response | tuple[str, int]:
     """Back from Checkout without paying: the form again, with their choices kept."""
     donation = donation_by_reference(request.args.get("ref", ""))
-    if donation is not None and (settled := _where_it_stands(donation)):
-        return settled
     if donation is None:  # nothing to bring back: only the form
         return _form_page(DonationForm(formdata=None))
-    return _form_page(_form_for(donation), cancelled=True)
+    return _where_it_stands(donation) or _form_page(_form_for(donation), cancelled=True)
 
 
 @bp.get("/thanks")
