@@ -67,3 +67,11 @@ def page(browser: Any, viewport: dict[str, int]) -> Iterator[Any]:
 def no_script_page(browser: Any, viewport: dict[str, int]) -> Iterator[Any]:
     """A page in a browser with JavaScript switched off: the plain-HTML path."""
     yield from _open_page(browser, viewport, javascript=False)
+
+
+def assert_fits_viewport(page: Any, where: str = "") -> None:
+    """Nothing on the page reaches past the window's width: no sideways scrolling."""
+    overflow = page.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, where or page.url

@@ -156,7 +156,10 @@ class LiveServer:
         self.app = app
         self._server = make_server("127.0.0.1", 0, _always_closed(app), threaded=True)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # Polled often, so that stopping the server after each test is quick.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def start(self) -> LiveServer:
         self._thread.start()

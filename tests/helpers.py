@@ -33,18 +33,26 @@ def post_form(
 def at_once(calls: list[Callable[[], T]], timeout: float = 60) -> list[T]:
     """Run the calls in threads released together, as requests arriving at one moment.
 
-    Their results in the order the calls were given.
+    Their results in the order the calls were given; the first call that raised raises here,
+    and a call still running after the timeout fails the test.
     """
     start = threading.Barrier(len(calls))
     results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
 
     def run(n: int, call: Callable[[], T]) -> None:
         start.wait()
-        results[n] = call()
+        try:
+            results[n] = call()
+        except BaseException as exc:
+            errors.append(exc)
 
     threads = [threading.Thread(target=run, args=(n, c)) for n, c in enumerate(calls)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(timeout=timeout)
+    assert not any(thread.is_alive() for thread in threads), f"still running after {timeout} s"
+    if errors:
+        raise errors[0]
     return results

@@ -176,8 +176,10 @@ def test_the_overview_asks_for_a_contact_address_until_one_is_set(make_app) -> N
             if auth.find_admin(ADMIN_EMAIL) is None:
                 auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
         client = app.test_client()
-        sign_in(client)
-        assert ('id="no-contact"' in client.get("/admin/").text) is asked
+        assert sign_in(client).status_code == 303
+        overview = client.get("/admin/")
+        assert overview.status_code == 200
+        assert ('id="no-contact"' in overview.text) is asked
 
 
 def plain(html: str) -> str:

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.browser import assert_fits_viewport
 
 pytestmark = pytest.mark.browser
 
@@ -44,10 +45,7 @@ def test_sign_in_filter_and_download(page, live_server, admin_account, pledges) 
     rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"), newline="")))
     assert [row[1] for row in rows[1:]] == ["Zoë Brontë", "Maria Rossi"]
 
-    overflow = page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0
+    assert_fits_viewport(page)
 
     page.click(".signout button")
     page.wait_for_url(re.compile(r"/admin/login$"))
@@ -120,10 +118,7 @@ def test_the_overview_shows_every_currency_whole(
     assert "$1,234.56" in live.inner_text()
     monthly = live.locator("dt:has-text('Active monthly gifts') + dd li").all_inner_texts()
     assert monthly[:2] == ["1 gift, CHF 50.00 a month", "1 gift, €100.00 a month"]
-    overflow = page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0
+    assert_fits_viewport(page)
 
 
 def test_a_donor_s_details_stay_together_in_the_list(
@@ -149,10 +144,7 @@ def test_a_donor_s_details_stay_together_in_the_list(
     assert email["x"] + email["width"] <= cell["x"] + cell["width"] + 1
     mode = page.locator('td[data-label="Mode"] .tag').first.bounding_box()
     assert mode["width"] < 80
-    overflow = page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0
+    assert_fits_viewport(page)
 
 
 def test_a_mistyped_erasure_confirmation_is_brought_into_view(

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from tests.browser import assert_fits_viewport
+
 pytestmark = pytest.mark.browser
 
 
@@ -97,10 +99,7 @@ def test_focus_is_visible(page, live_server) -> None:
 @pytest.mark.parametrize("path", ["/", "/pledge", "/pledge/thanks", "/donate", "/nowhere"])
 def test_page_fits_the_viewport(page, live_server, path: str) -> None:
     page.goto(live_server.url + path)
-    overflow = page.evaluate(
-        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
-    )
-    assert overflow <= 0
+    assert_fits_viewport(page)
 
 
 def test_every_request_stays_on_the_site(page, live_server) -> None:

@@ -250,8 +250,6 @@ def test_the_stripe_client_gives_up_on_an_attempt_well_before_a_worker_is_killed
     assert (connect, read) == (2.0, 5.0)
     attempts = app.config["STRIPE_MAX_NETWORK_RETRIES"] + 1
     assert attempts == 3
-    # Every attempt, and the library's pauses between them (at most 0.5 s then 1 s).
-    assert attempts * (connect + read) + 0.5 + 1.0 <= 25 < 30
 
 
 def test_a_timeout_the_workers_could_not_wait_for_stops_the_start(make_app) -> None:

@@ -31,7 +31,7 @@ from microsite.models import (
     db,
 )
 from tests.conftest import TEST_DATABASE_URL, LiveServer, base_config
-from tests.helpers import csrf_token, post_form
+from tests.helpers import at_once, csrf_token, post_form
 from tests.stripe_fake import FakeStripe, make_event, post_event, sign
 
 ONE_TIME = {"frequency": "one_time", "currency": "EUR", "amount": "25"}
@@ -276,29 +276,24 @@ def test_a_repeated_delivery_answers_200_and_changes_nothing(
 
 def _deliver_at_once(server: LiveServer, bodies: list[bytes]) -> list[int]:
     """POST each body from its own thread, all released at the same instant."""
-    barrier = threading.Barrier(len(bodies))
-    statuses: list[int] = [0] * len(bodies)
 
-    def deliver(index: int, payload: bytes) -> None:
-        request = urllib.request.Request(  # noqa: S310
-            server.url + "/webhooks/stripe",
-            data=payload,
-            headers={"Content-Type": "application/json", "Stripe-Signature": sign(payload)},
-            method="POST",
-        )
-        barrier.wait()
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                statuses[index] = response.status
-        except urllib.error.HTTPError as error:
-            statuses[index] = error.code
+    def delivery(payload: bytes) -> Callable[[], int]:
+        def deliver() -> int:
+            request = urllib.request.Request(  # noqa: S310
+                server.url + "/webhooks/stripe",
+                data=payload,
+                headers={"Content-Type": "application/json", "Stripe-Signature": sign(payload)},
+                method="POST",
+            )
+            try:
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
 
-    threads = [threading.Thread(target=deliver, args=(i, body)) for i, body in enumerate(bodies)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    return statuses
+        return deliver
+
+    return at_once([delivery(body) for body in bodies])
 
 
 def test_the_same_event_delivered_twice_at_once_counts_once(
@@ -773,21 +768,43 @@ def test_a_refund_whose_gift_becomes_known_while_it_is_being_kept_is_applied(
     completed = make_event("checkout.session.completed", session_object(reference, session_id))
     looked = ledger._charge_donation
 
+    answers: list[Any] = []
+
     def completion_lands_meanwhile(obj: dict[str, Any], *, lock: bool = True) -> Any:
         found = looked(obj, lock=lock)
         if lock and found is None:
             # Between this look and the keeping, the completion commits from another worker.
-            other = threading.Thread(target=post_event, args=(stripe_app.test_client(), completed))
-            other.start()
-            other.join(timeout=30)
+            answers.extend(at_once([lambda: post_event(stripe_app.test_client(), completed)]))
         return found
 
     monkeypatch.setattr(ledger, "_charge_donation", completion_lands_meanwhile)
     refund = make_event("charge.refunded", charge(2500, True))
     assert post_event(stripe_client, refund).json == {"received": "refunded"}
+    assert [answer.json for answer in answers] == [{"received": "paid"}]
     gift = donation(stripe_app)
     assert (gift.status, gift.amount_refunded) == (DonationStatus.REFUNDED, 2500)
     assert pending(stripe_app) == []
+
+
+def _wait_for_a_session_held_by_the_kept_events_lock(timeout: float = 30) -> None:
+    """Until another PostgreSQL session waits for the advisory lock kept events are under.
+
+    Called inside a request, on a connection of its own beside the request's.
+    """
+    deadline = time.monotonic() + timeout
+    with db.engine.connect() as connection:
+        while time.monotonic() < deadline:
+            waiting = connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                )
+            ).scalar()
+            connection.rollback()  # a new look: the view is fixed for one transaction
+            if waiting:
+                return
+            time.sleep(0.01)
+    raise AssertionError("the completion never waited for the refund being kept")
 
 
 @needs_postgres
@@ -798,20 +815,26 @@ def test_a_completion_waits_for_a_refund_being_kept_and_then_applies_it(
     completed = make_event("checkout.session.completed", session_object(reference, session_id))
     keep = ledger._keep_pending
     others: list[threading.Thread] = []
+    answers: list[Any] = []
 
     def completion_arrives_meanwhile(*args: Any) -> str:
         outcome = keep(*args)
         db.session.flush()  # kept, not yet committed
-        other = threading.Thread(target=post_event, args=(stripe_app.test_client(), completed))
+        other = threading.Thread(
+            target=lambda: answers.append(post_event(stripe_app.test_client(), completed))
+        )
         other.start()
         others.append(other)
-        time.sleep(0.5)  # long enough for the completion to reach its look at kept events
+        # The completion has reached its look at kept events, and waits for this one.
+        _wait_for_a_session_held_by_the_kept_events_lock()
         return outcome
 
     monkeypatch.setattr(ledger, "_keep_pending", completion_arrives_meanwhile)
     refund = make_event("charge.refunded", charge(2500, True))
     assert post_event(stripe_client, refund).json == {"received": "pending"}
     others[0].join(timeout=30)
+    assert not others[0].is_alive()
+    assert [answer.json for answer in answers] == [{"received": "paid"}]
     gift = donation(stripe_app)
     assert (gift.status, gift.amount_refunded) == (DonationStatus.REFUNDED, 2500)
     assert pending(stripe_app) == []
@@ -884,7 +907,11 @@ def _retry_with_a_new_session(
 
 
 @pytest.mark.parametrize(
-    "kind", ["checkout.session.expired", "checkout.session.async_payment_failed"]
+    ("kind", "ended"),
+    [
+        ("checkout.session.expired", DonationStatus.ABANDONED),
+        ("checkout.session.async_payment_failed", DonationStatus.FAILED),
+    ],
 )
 def test_the_end_of_an_old_session_does_not_end_the_gift(
     stripe_app: Flask,
@@ -892,6 +919,7 @@ def test_the_end_of_an_old_session_does_not_end_the_gift(
     fake_stripe: FakeStripe,
     send_event: Callable,
     kind: str,
+    ended: DonationStatus,
 ) -> None:
     reference, first, second = _retry_with_a_new_session(stripe_app, stripe_client, fake_stripe)
     old = session_object(reference, first, status="expired", payment_status="unpaid")
@@ -905,7 +933,7 @@ def test_the_end_of_an_old_session_does_not_end_the_gift(
     # The new session's own end still counts.
     new = session_object(reference, second, status="expired", payment_status="unpaid")
     assert send_event(make_event(kind, new)).status_code == 200
-    assert donation(stripe_app).status in (DonationStatus.ABANDONED, DonationStatus.FAILED)
+    assert donation(stripe_app).status == ended
 
 
 def test_a_payment_on_an_old_session_still_counts(
