@@ -34,13 +34,7 @@ def upgrade():
         for row_id, email, key in rows
         if email.strip().lower() != key
     ]
-    if changed:
-        connection.execute(
-            pledge.update()
-            .where(pledge.c.id == sa.bindparam("row_id"))
-            .values(email_key=sa.bindparam("key")),
-            changed,
-        )
+    _store_keys(connection, changed)
 
 
 def downgrade():
@@ -55,6 +49,11 @@ def downgrade():
         for row_id, email, key in rows
         if folded[email.strip().casefold()] == 1 and email.strip().casefold() != key
     ]
+    _store_keys(connection, changed)
+
+
+def _store_keys(connection, changed):
+    """Write each {"row_id", "key"} pair in one executemany."""
     if changed:
         connection.execute(
             pledge.update()
