@@ -41,6 +41,8 @@ DEFAULTS: dict[str, Any] = {
     "STRIPE_WEBHOOK_SECRET": "",
     "STRIPE_API_BASE": "",
     "STRIPE_ALLOW_LIVE": False,
+    # Stripe's customer portal login link, where monthly donors change or stop their gift.
+    "DONOR_PORTAL_URL": "",
     "STRIPE_MAX_NETWORK_RETRIES": 2,
     "STRIPE_TIMEOUT": "5",  # seconds per attempt; a string, so 2.5 reads as it is written
     "DONATION_CURRENCIES": "EUR,GBP,USD,CHF",

@@ -10,6 +10,7 @@ import logging
 import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import stripe
 from flask import Flask, current_app
@@ -93,6 +94,7 @@ def init_app(app: Flask) -> None:
             "SITE_URL is not set: links and Stripe's return addresses follow each request's "
             "Host header. Set SITE_URL to the public address before the site is public."
         )
+    portal = donor_portal_url(app.config["DONOR_PORTAL_URL"])
     app.extensions["stripe_mode"] = mode
     # Read once, so a mistyped amount or currency setting stops the start, not a donor.
     app.extensions["donation_settings"] = settings = read_donation_settings(app.config)
@@ -120,7 +122,20 @@ def init_app(app: Flask) -> None:
 
     @app.context_processor
     def payment_mode() -> dict[str, str | None]:
-        return {"stripe_mode": mode}
+        return {"stripe_mode": mode, "donor_portal_url": portal}
+
+
+def donor_portal_url(raw: Any) -> str:
+    """The link monthly donors follow to change or stop their gift, checked at start."""
+    url = str(raw or "").strip()
+    parts = urlsplit(url)
+    if url and (parts.scheme != "https" or not parts.hostname):
+        raise StripeSettingsError(
+            f"DONOR_PORTAL_URL must be an https:// address, not {url!r}. Use the login link "
+            "of Stripe's customer portal (Settings, Billing, Customer portal), which looks "
+            "like https://billing.stripe.com/p/login/..."
+        )
+    return url
 
 
 def _note_presets_not_offered(app: Flask, settings: DonationSettings) -> None:

@@ -6,6 +6,7 @@ import logging
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -180,6 +181,20 @@ def test_the_overview_asks_for_a_contact_address_until_one_is_set(make_app) -> N
         overview = client.get("/admin/")
         assert overview.status_code == 200
         assert ('id="no-contact"' in overview.text) is asked
+
+
+def test_without_a_contact_address_the_overview_says_monthly_donors_cannot_stop_their_gift(
+    make_app, stripe_config: dict[str, Any]
+) -> None:
+    for portal, warned in (("", True), ("https://billing.stripe.com/p/login/test_renate", False)):
+        app = make_app(**stripe_config, CONTACT_EMAIL="", DONOR_PORTAL_URL=portal)
+        with app.app_context():
+            if auth.find_admin(ADMIN_EMAIL) is None:
+                auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+        client = app.test_client()
+        assert sign_in(client).status_code == 303
+        notice = client.get("/admin/").text.split('id="no-contact"')[1].split("</p>")[0]
+        assert ("Monthly donors are told they can stop their gift" in notice) is warned
 
 
 def plain(html: str) -> str:

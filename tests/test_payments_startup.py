@@ -240,6 +240,24 @@ def test_a_currency_that_is_not_a_code_stops_the_start(make_app, code: str) -> N
         make_app(DONATION_CURRENCIES=f"EUR,{code}")
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "billing.stripe.com/p/login/test_renate",
+        "http://billing.stripe.com/p/login/test_renate",
+        "https://",
+        "javascript:alert(1)",
+    ],
+)
+def test_a_donor_portal_link_that_is_not_https_stops_the_start(make_app, url: str) -> None:
+    # Donors follow it to manage a gift that takes their money every month.
+    with pytest.raises(StripeSettingsError, match="DONOR_PORTAL_URL must be an https:// address"):
+        make_app(STRIPE_SECRET_KEY="sk_test_abc123", DONOR_PORTAL_URL=url)
+    portal = "https://billing.stripe.com/p/login/test_renate"
+    app = make_app(STRIPE_SECRET_KEY="sk_test_abc123", DONOR_PORTAL_URL=f"  {portal} ")
+    assert f'href="{portal}"' in app.test_client().get("/").text
+
+
 def test_the_stripe_client_gives_up_on_an_attempt_well_before_a_worker_is_killed(
     make_app,
 ) -> None:

@@ -481,6 +481,60 @@ def test_a_monthly_gift_that_ends_before_any_payment_is_not_thanked_for_money(
     assert (gift.status, gift.amount_received) == (DonationStatus.ENDED, 1000)
 
 
+PORTAL = "https://billing.stripe.com/p/login/test_renate"
+CONTACT = "gifts@renate.example"
+
+
+@pytest.mark.parametrize(
+    ("settings", "on_the_form", "after_giving"),
+    [
+        (
+            {"DONOR_PORTAL_URL": PORTAL, "CONTACT_EMAIL": CONTACT},
+            f'stopped at any time: <a href="{PORTAL}">manage a monthly gift</a>.',
+            f'go to <a href="{PORTAL}">Stripe\'s page for managing your gift</a>',
+        ),
+        (
+            {"CONTACT_EMAIL": CONTACT},
+            f'stopped at any time by writing to <a href="mailto:{CONTACT}">{CONTACT}</a>.',
+            f'stop your monthly gift at any time, write to <a href="mailto:{CONTACT}">',
+        ),
+        ({"CONTACT_EMAIL": ""}, "Monthly gifts can be stopped at any time.</p>", None),
+    ],
+    ids=["portal", "contact", "neither"],
+)
+def test_a_monthly_donor_is_told_how_to_change_or_stop_the_gift(
+    make_app: Callable[..., Flask],
+    stripe_config: dict[str, Any],
+    settings: dict[str, str],
+    on_the_form: str,
+    after_giving: str | None,
+) -> None:
+    client = make_app(**stripe_config, **settings).test_client()
+    for form in ("/", "/donate"):
+        assert on_the_form in client.get(form).text
+
+    reference, session_id = start(client, MONTHLY)
+    thanks = f"/donate/thanks?session_id={session_id}"
+    processing = client.get(thanks).text
+    completed = make_event("checkout.session.completed", monthly_session(reference, session_id))
+    assert post_event(client, completed).status_code == 200
+    paid = client.get(thanks).text
+    assert "Your monthly gift of <strong>€10.00</strong> is set up" in paid
+    for page in (processing, paid):
+        if after_giving is None:
+            assert 'class="manage-monthly"' not in page  # nothing to promise
+        else:
+            assert after_giving in page
+
+    # A one-time gift has nothing to stop.
+    reference, session_id = start(client, ONE_TIME)
+    completed = make_event("checkout.session.completed", session_object(reference, session_id))
+    assert post_event(client, completed).status_code == 200
+    page = client.get(f"/donate/thanks?session_id={session_id}").text
+    assert "We have received your gift" in page
+    assert 'class="manage-monthly"' not in page
+
+
 def test_a_donor_coming_back_to_an_old_page_is_never_asked_to_pay_again(
     stripe_app: Flask, stripe_client: FlaskClient, send_event: Callable, one_time: tuple[str, str]
 ) -> None:
