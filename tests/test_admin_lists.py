@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from microsite import auth
@@ -170,30 +171,30 @@ def test_a_list_mixing_test_and_live_gifts_says_so_before_an_export(
         assert 'id="test-included"' not in admin_client.get(f"/admin/donations?{query}").text
 
 
+def overview_of(app: Flask) -> str:
+    """The admin overview of an app made with its own settings, as a signed-in admin sees it."""
+    with app.app_context():
+        if auth.find_admin(ADMIN_EMAIL) is None:
+            auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    client = app.test_client()
+    assert sign_in(client).status_code == 303
+    overview = client.get("/admin/")
+    assert overview.status_code == 200
+    return overview.text
+
+
 def test_the_overview_asks_for_a_contact_address_until_one_is_set(make_app) -> None:
     for contact, asked in (("", True), ("privacy@renate.example", False)):
-        app = make_app(CONTACT_EMAIL=contact)
-        with app.app_context():
-            if auth.find_admin(ADMIN_EMAIL) is None:
-                auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
-        client = app.test_client()
-        assert sign_in(client).status_code == 303
-        overview = client.get("/admin/")
-        assert overview.status_code == 200
-        assert ('id="no-contact"' in overview.text) is asked
+        overview = overview_of(make_app(CONTACT_EMAIL=contact))
+        assert ('id="no-contact"' in overview) is asked
 
 
 def test_without_a_contact_address_the_overview_says_monthly_donors_cannot_stop_their_gift(
     make_app, stripe_config: dict[str, Any]
 ) -> None:
     for portal, warned in (("", True), ("https://billing.stripe.com/p/login/test_renate", False)):
-        app = make_app(**stripe_config, CONTACT_EMAIL="", DONOR_PORTAL_URL=portal)
-        with app.app_context():
-            if auth.find_admin(ADMIN_EMAIL) is None:
-                auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
-        client = app.test_client()
-        assert sign_in(client).status_code == 303
-        notice = client.get("/admin/").text.split('id="no-contact"')[1].split("</p>")[0]
+        overview = overview_of(make_app(**stripe_config, CONTACT_EMAIL="", DONOR_PORTAL_URL=portal))
+        notice = overview.split('id="no-contact"')[1].split("</p>")[0]
         assert ("Monthly donors are told they can stop their gift" in notice) is warned
 
 
