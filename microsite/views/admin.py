@@ -99,7 +99,9 @@ def own_ids(form: Any, prefix: str) -> Any:
 def admin_globals() -> dict[str, Any]:
     return {
         "admin": g.get("admin"),
-        "action_form": own_ids(ActionForm(), "signout"),
+        # Only rendered here, never read: formdata=None keeps it off the request's body,
+        # which an error page (a 413 for one too large) must not read again.
+        "action_form": own_ids(ActionForm(formdata=None), "signout"),
         "may_still_charge": records.may_still_charge,
         "has_stripe_ids": records.has_stripe_ids,
         "short_rhythm": SHORT_RHYTHM,
