@@ -25,6 +25,8 @@ from .models import AdminUser, db, utcnow
 from .text import one_line
 
 MIN_PASSWORD_LENGTH = 12
+# The sign-in form takes no more than this, so a longer password could never be used.
+MAX_PASSWORD_LENGTH = 1024
 
 # A browser an admin has signed in from carries a signed cookie naming (by a hash) the
 # account and its current password. Sign-in attempts by strangers can hold an account;
@@ -55,9 +57,11 @@ def normalise_email(email: str) -> str:
 
 
 def check_password(password: str) -> None:
-    """Refuse a password too short to resist guessing."""
+    """Refuse a password too short to resist guessing, or too long to sign in with."""
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AccountError(f"The password must be at least {MIN_PASSWORD_LENGTH} characters long.")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise AccountError(f"The password must be at most {MAX_PASSWORD_LENGTH} characters long.")
 
 
 def find_admin(email: str) -> AdminUser | None:

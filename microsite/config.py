@@ -58,6 +58,10 @@ DEFAULTS: dict[str, Any] = {
 
 _TRUE = {"1", "true", "yes", "on"}
 
+# Whole-number settings that make no sense below 1: a zero idle timeout would end every
+# admin session the moment it began, with no word of why.
+AT_LEAST_ONE = ("ADMIN_IDLE_MINUTES", "ADMIN_ABSOLUTE_HOURS")
+
 
 def _coerce(name: str, default: Any, raw: str) -> Any:
     if isinstance(default, bool | int) and not raw.strip():
@@ -111,6 +115,9 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
                 config[name] = _coerce(name, default, os.environ[name])
     else:
         config.update(test_config)
+    for name in AT_LEAST_ONE:
+        if int(config[name]) < 1:
+            raise ValueError(f"{name} must be 1 or more, like {DEFAULTS[name]}")
 
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         if not config["DATABASE_URL"]:

@@ -24,6 +24,7 @@ from wtforms import (
 from wtforms.fields.choices import SelectChoice
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
+from .auth import MAX_PASSWORD_LENGTH
 from .models import PRAYER_RHYTHM_LABELS, Frequency
 from .money import donation_settings, format_money, parse_amount, to_minor
 from .text import multi_line, one_line
@@ -193,7 +194,7 @@ class LoginForm(SiteForm):
     )
     password = PasswordField(
         "Password",
-        validators=[DataRequired("Enter your password."), Length(max=1024)],
+        validators=[DataRequired("Enter your password."), Length(max=MAX_PASSWORD_LENGTH)],
         render_kw={"autocomplete": "current-password"},
     )
     next = HiddenField()

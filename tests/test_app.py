@@ -201,6 +201,18 @@ def test_a_malformed_number_names_the_setting(tmp_path: Path, monkeypatch) -> No
         load(tmp_path, None)
 
 
+@pytest.mark.parametrize("name", ["ADMIN_IDLE_MINUTES", "ADMIN_ABSOLUTE_HOURS"])
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_an_admin_timeout_below_one_stops_the_start(
+    tmp_path: Path, monkeypatch, name: str, value: str
+) -> None:
+    # Else every admin session would end the moment it began, with no word of why.
+    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"{name} must be 1 or more"):
+        load(tmp_path, None)
+
+
 def test_one_ipv6_network_shares_one_pledge_limit(make_app) -> None:
     # An IPv6 client can pick any address in its /64: each must not get a fresh limit.
     app = make_app(PLEDGE_RATE_LIMIT="2 per minute")

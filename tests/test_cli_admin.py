@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from flask.testing import FlaskCliRunner
+from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 from microsite import auth
@@ -44,6 +44,20 @@ def test_create_refuses_a_short_password(app: Flask, runner: FlaskCliRunner) -> 
     assert result.exit_code == 1
     assert "at least 12 characters" in result.output
     assert admins(app) == []
+
+
+def test_create_refuses_a_password_too_long_to_sign_in_with(
+    app: Flask, runner: FlaskCliRunner, client: FlaskClient
+) -> None:
+    long = "l" * 1025
+    result = runner.invoke(args=["admin", "create", "a@example.org"], input=f"{long}\n{long}\n")
+    assert result.exit_code == 1
+    assert "at most 1024 characters" in result.output
+    assert admins(app) == []
+    # The longest it takes still signs in.
+    longest = "l" * 1024
+    runner.invoke(args=["admin", "create", "a@example.org"], input=f"{longest}\n{longest}\n")
+    assert sign_in(client, email="a@example.org", password=longest).status_code == 303
 
 
 def test_create_refuses_mismatched_passwords(app: Flask, runner: FlaskCliRunner) -> None:
