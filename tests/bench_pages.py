@@ -120,7 +120,7 @@ def main() -> None:
         )  # fmt: skip
         port = free_port()
         server = subprocess.Popen(
-            [bin_dir / "gunicorn", "--workers", str(args.workers), "--bind",
+            [bin_dir / "gunicorn", "--workers", str(args.workers), "--threads", "4", "--bind",
              f"127.0.0.1:{port}", "--log-level", "warning", "app:app"],
             cwd=ROOT, env=env,
         )  # fmt: skip
