@@ -19,6 +19,7 @@ from sqlalchemy import case, delete, func, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from .models import (
+    STATUS_RANK,
     ChargeRefund,
     Donation,
     DonationPayment,
@@ -375,6 +376,10 @@ def on_invoice_paid(invoice: dict[str, Any]) -> Applied:
     counted = _record_payment(
         donation, _id(invoice.get("id")), invoice.get("amount_paid"), invoice.get("currency")
     )
+    if counted == "none":
+        # An invoice of nothing (a free month, were one ever given) pays for nothing:
+        # it must not turn a gift still waiting for its money into a paid one.
+        return "nothing paid", donation
     _mark_paid(donation)
     outcomes = {"counted": "payment recorded", "known": "payment already counted"}
     return outcomes.get(counted, f"payment in {counted}, not counted"), donation
@@ -388,9 +393,10 @@ def on_subscription_deleted(subscription: dict[str, Any]) -> Applied:
     if donation is None:
         return UNMATCHED, None
     donation.ended_at = donation.ended_at or utcnow()
-    if donation.amount_received == 0:
+    if STATUS_RANK[donation.status] < STATUS_RANK[DonationStatus.PAID]:
         # No month was ever paid (a bank debit that failed, say): the gift never started,
-        # and its donor must not be thanked for money that never came.
+        # and its donor must not be thanked for money that never came. A gift once paid
+        # ends as ended, even if what it was paid in was kept out of its total.
         if donation.advance(DonationStatus.FAILED):
             donation.failure_reason = "The monthly gift ended before its first payment."
         return "ended before any payment", donation

@@ -481,6 +481,36 @@ def test_a_monthly_gift_that_ends_before_any_payment_is_not_thanked_for_money(
     assert (gift.status, gift.amount_received) == (DonationStatus.ENDED, 1000)
 
 
+def test_a_paid_monthly_gift_whose_month_was_kept_out_of_its_total_still_ends_as_ended(
+    stripe_app: Flask, stripe_client: FlaskClient, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    reference, session_id = monthly
+    # The first month arrived in dollars: kept, not counted, but the gift was paid.
+    in_dollars = monthly_session(reference, session_id, currency="usd")
+    send_event(make_event("checkout.session.completed", in_dollars))
+    assert (donation(stripe_app).status, donation(stripe_app).amount_received) == ("paid", 0)
+    deleted = {"id": "sub_test_one", "object": "subscription", "status": "canceled"}
+    assert send_event(make_event("customer.subscription.deleted", deleted)).json == {
+        "received": "ended"
+    }
+    assert donation(stripe_app).status == DonationStatus.ENDED
+    page = stripe_client.get(f"/donate/thanks?session_id={session_id}")
+    assert "is set up" not in page.text
+
+
+def test_an_invoice_of_nothing_does_not_mark_a_waiting_gift_paid(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    reference, session_id = monthly
+    unpaid = monthly_session(reference, session_id, payment_status="unpaid")
+    send_event(make_event("checkout.session.completed", unpaid))
+    free = invoice(reference, "in_test_free", amount=0)
+    assert send_event(make_event("invoice.paid", free)).json == {"received": "nothing paid"}
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_received) == (DonationStatus.PROCESSING, 0)
+    assert payments(stripe_app) == []
+
+
 PORTAL = "https://billing.stripe.com/p/login/test_renate"
 CONTACT = "gifts@renate.example"
 
