@@ -71,6 +71,9 @@ STRIPE_MINIMUMS = {
 }
 # fmt: on
 
+# The largest amount Stripe takes in one payment: eight digits of minor units.
+STRIPE_MAX_MINOR = 99_999_999
+
 
 def exponent(currency: str) -> int:
     """How many minor-unit digits Stripe uses for this currency."""
@@ -102,10 +105,10 @@ def symbol(currency: str) -> str:
 def card_fee(amount: int, currency: str, percent: Decimal, fixed: Decimal) -> int:
     """What to add so that, after a fee of percent plus fixed, the charity receives amount.
 
-    An estimate from the configured fee, rounded up to the next minor unit.
+    An estimate from the configured fee, rounded up to the next minor unit. The fixed part
+    is counted as the rule beside the box shows it, in whole minor units: 0.25 is ¥1 in yen.
     """
-    fixed_minor = fixed.scaleb(exponent(currency))
-    total = (Decimal(amount) + fixed_minor) / (1 - percent / 100)
+    total = (Decimal(amount) + to_minor(fixed, currency)) / (1 - percent / 100)
     return int(total.to_integral_value(rounding=ROUND_CEILING)) - amount
 
 
@@ -219,6 +222,14 @@ def read_donation_settings(config: Any) -> DonationSettings:
     _check_places("DONATION_MAX", settings.maximum, currencies)
     for preset in settings.presets:
         _check_places("DONATION_PRESETS", preset, currencies)
+    for code in currencies:
+        largest = to_minor(settings.maximum, code)
+        if largest + settings.fee(largest, code) > STRIPE_MAX_MINOR:
+            raise StripeSettingsError(
+                f"DONATION_MAX ({settings.maximum}) with the card fee is more than Stripe "
+                f"takes in one payment in {code} ({format_money(STRIPE_MAX_MINOR, code)}). "
+                "Lower it."
+            )
     return settings
 
 

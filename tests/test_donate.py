@@ -514,6 +514,8 @@ def test_preset_buttons_show_the_currency_s_decimal_places(
     html = yen.test_client().get("/donate").text
     assert '<span class="cur-sym js-only">¥</span>1,000</label>' in html
     assert '<span class="fee-fixed">¥1</span>' in html
+    # The fee added is the rule shown, 1.5% + ¥1, not 1.5% + ¥0.25: (1000 + 1) / 0.985.
+    assert yen.extensions["donation_settings"].fee(1000, "JPY") == 17
 
 
 def test_presets_below_stripe_s_smallest_charge_are_not_offered_in_that_currency(

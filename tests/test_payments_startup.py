@@ -175,6 +175,8 @@ def test_api_base_lets_a_fake_or_local_server_stand_in(
         ),
         ("DONATION_MIN", "1.005", "DONATION_MIN: 1.005 has more decimal places than EUR has (2)"),
         ("DONATION_MAX", "9999.999", "DONATION_MAX: 9999.999 has more decimal places"),
+        # Stripe takes at most eight digits of cents: a larger gift could never be paid.
+        ("DONATION_MAX", "999999.99", "DONATION_MAX (999999.99) with the card fee is more"),
     ],
 )
 def test_a_mistyped_or_out_of_range_donation_setting_stops_the_start_with_its_name(
@@ -209,6 +211,8 @@ def test_trailing_zeros_are_not_decimal_places(make_app) -> None:
 
 
 def test_settings_at_their_edges_are_accepted(make_app) -> None:
+    # The largest gift Stripe takes, €999,999.99, with no fee to add to it.
+    assert make_app(DONATION_FEE_PERCENT="0", DONATION_FEE_FIXED="0", DONATION_MAX="999999.99")
     app = make_app(
         DONATION_FEE_PERCENT="0",
         DONATION_FEE_FIXED="0",

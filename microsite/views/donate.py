@@ -91,7 +91,6 @@ def donation_widget(form: DonationForm) -> dict[str, Any]:
         "offered": {amount_value(p) for p in offered},
         "script": {
             "percent": str(settings.fee_percent),
-            "fixed": str(settings.fee_fixed),
             "signs": "".join(SIGNS),
             "currencies": {code: _script_currency(code) for code in settings.currencies},
         },
@@ -127,6 +126,7 @@ def _script_currency(code: str) -> dict[str, Any]:
         "exponent": exponent(code),
         "signs": "".join(sign for sign, meant in SIGNS.items() if code in meant),
         "fixed": _fee_fixed(code),
+        "fixed_minor": to_minor(settings.fee_fixed, code),
         "minimum": to_minor(settings.minimum_for(code), code),
         "maximum": to_minor(settings.maximum, code),
         "presets": [amount_value(p) for p in settings.presets_for(code)],

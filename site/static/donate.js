@@ -106,8 +106,8 @@
 
   function fee(minor) {
     var cur = info();
-    var fixed = Math.round(parseFloat(settings.fixed) * Math.pow(10, cur.exponent) * 1e6) / 1e6;
-    var total = (minor + fixed) / (1 - parseFloat(settings.percent) / 100);
+    // The fixed part in whole minor units, as the server counts it (money.card_fee).
+    var total = (minor + cur.fixed_minor) / (1 - parseFloat(settings.percent) / 100);
     return Math.ceil(total - 1e-9) - minor;
   }
 
