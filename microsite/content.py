@@ -120,6 +120,24 @@ def load_article(path: Path) -> Article:
     )
 
 
+def _by_slug(by_path: dict[Path, Article]) -> dict[str, Article]:
+    """Each address to one article. When two files claim a slug (a copy that kept its
+    original's `slug:`), the file named after the slug keeps it, else the first by name,
+    so a copy never silently takes over a page; the operator is told."""
+    owners: dict[str, Path] = {}
+    for path in sorted(by_path, key=lambda p: (p.stem != by_path[p].slug, p.name)):
+        slug = by_path[path].slug
+        if slug in owners:
+            logger.error(
+                "content: %s has the slug %r, which %s already has; it is not shown. "
+                "Give it a slug of its own.",
+                path.name, slug, owners[slug].name,
+            )  # fmt: skip
+            continue
+        owners[slug] = path
+    return {slug: by_path[path] for slug, path in owners.items()}
+
+
 class ContentLibrary:
     """The articles in one folder, re-rendered only when a file is added, changed or removed."""
 
@@ -156,7 +174,7 @@ class ContentLibrary:
                     if path in self._by_path:
                         by_path[path] = self._by_path[path]
             self._by_path = by_path
-            self._by_slug = {a.slug: a for a in by_path.values()}
+            self._by_slug = _by_slug(by_path)
             self._stamps = files
 
     def _maybe_refresh(self) -> None:

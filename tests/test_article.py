@@ -255,6 +255,24 @@ def test_print_stylesheet_hides_the_jump_links_to_the_forms() -> None:
     assert ".jump-links" in css.split("display: none")[0]
 
 
+def test_a_copy_that_kept_its_slug_never_takes_over_the_page(
+    make_app, content_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An editor copies the conference article to start a new one, and keeps its slug:.
+    original = content_dir / "osce-conference-trafficking-in-children-2017.md"
+    text = original.read_text(encoding="utf-8")
+    assert "\nslug: osce-conference-trafficking-in-children-2017\n" in text
+    (content_dir / "the-2022-assembly.md").write_text(
+        text.replace("title:", "title: DRAFT", 1), encoding="utf-8"
+    )
+    client = make_app(CONTENT_DIR=str(content_dir)).test_client()
+    assert "DRAFT" not in client.get("/").text
+    assert "OSCE Conference on Trafficking in Children" in client.get("/").text
+    assert "the-2022-assembly.md has the slug 'osce-conference-trafficking-in-children-2017'" in (
+        caplog.text
+    )
+
+
 def test_a_broken_content_file_does_not_take_the_site_down(make_app, content_dir: Path) -> None:
     (content_dir / "broken.md").write_text("---\ntitle: [unclosed\n---\n\nText.\n")
     client = make_app(CONTENT_DIR=str(content_dir)).test_client()
