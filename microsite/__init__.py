@@ -47,6 +47,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 def register_extensions(app: Flask) -> None:
     from . import payments, security
 
+    check_sqlite_version(app.config["SQLALCHEMY_DATABASE_URI"])
     db.init_app(app)
     migrate.init_app(app, db, directory=str(settings.ROOT / "migrations"))
     security.init_app(app)  # first: its body checks run before CSRF reads the form
@@ -56,6 +57,21 @@ def register_extensions(app: Flask) -> None:
     app.extensions["content"] = ContentLibrary(Path(app.config["CONTENT_DIR"]))
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO)
+
+
+# INSERT ... ON CONFLICT ... RETURNING, which records a pledge once per address.
+SQLITE_NEEDED = (3, 35)
+
+
+def check_sqlite_version(uri: str) -> None:
+    """Stop at start, with what to do, on a SQLite too old to store a pledge."""
+    if uri.startswith("sqlite") and sqlite3.sqlite_version_info < SQLITE_NEEDED:
+        needed = ".".join(map(str, SQLITE_NEEDED))
+        raise RuntimeError(
+            f"This Python uses SQLite {sqlite3.sqlite_version}; the site needs {needed} or "
+            "newer. Use a newer Python build (python.org's and most current systems' have "
+            "it), or set DATABASE_URL to a PostgreSQL database."
+        )
 
 
 @event.listens_for(Engine, "connect")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from flask.testing import FlaskClient
 
 from microsite import create_app
 from microsite.config import load
+from tests.conftest import base_config
 from tests.helpers import post_form
 from tests.test_pledge import VALID
 
@@ -211,6 +213,16 @@ def test_an_admin_timeout_below_one_stops_the_start(
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=f"{name} must be 1 or more"):
         load(tmp_path, None)
+
+
+def test_a_sqlite_too_old_to_store_pledges_stops_the_start(tmp_path: Path, monkeypatch) -> None:
+    # Python uses the system's SQLite; before 3.35 every pledge would fail.
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
+    with pytest.raises(RuntimeError, match=r"SQLite 3\.31\.1; the site needs 3\.35 or newer"):
+        create_app(base_config(f"sqlite:///{tmp_path / 'renate.db'}", tmp_path))
+    # A PostgreSQL database does not care which SQLite Python has.
+    create_app(base_config("postgresql+psycopg://nobody@127.0.0.1/none", tmp_path))
 
 
 def test_one_ipv6_network_shares_one_pledge_limit(make_app) -> None:
