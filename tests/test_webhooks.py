@@ -125,6 +125,12 @@ def invoice(reference: str | None, invoice_id: str, amount: int = 1000, **change
     return obj
 
 
+def end_subscription(send_event: Callable) -> dict[str, Any]:
+    """Stripe reports that the monthly gift's subscription has ended; its answer."""
+    ended = {"id": "sub_test_one", "object": "subscription", "status": "canceled"}
+    return send_event(make_event("customer.subscription.deleted", ended)).json
+
+
 def charge(amount_refunded: int, refunded: bool, **changes: Any) -> dict[str, Any]:
     obj = {
         "id": "ch_test_one",
@@ -445,8 +451,7 @@ def test_monthly_gift_records_each_month_once_with_a_running_total(
     assert gift.amount_received == 2000
     assert payments(stripe_app) == [("in_test_first", 1000), ("in_test_second", 1000)]
 
-    deleted = {"id": "sub_test_one", "object": "subscription", "status": "canceled"}
-    send_event(make_event("customer.subscription.deleted", deleted))
+    end_subscription(send_event)
     gift = donation(stripe_app)
     assert gift.status == DonationStatus.ENDED
     assert gift.ended_at is not None
@@ -465,10 +470,7 @@ def test_a_monthly_gift_that_ends_before_any_payment_is_not_thanked_for_money(
     # A bank debit: the session completes unpaid, the debit fails, Stripe ends the gift.
     unpaid = monthly_session(reference, session_id, payment_status="unpaid")
     send_event(make_event("checkout.session.completed", unpaid))
-    deleted = {"id": "sub_test_one", "object": "subscription", "status": "canceled"}
-    assert send_event(make_event("customer.subscription.deleted", deleted)).json == {
-        "received": "ended before any payment"
-    }
+    assert end_subscription(send_event) == {"received": "ended before any payment"}
     gift = donation(stripe_app)
     assert (gift.status, gift.amount_received) == (DonationStatus.FAILED, 0)
     page = stripe_client.get(f"/donate/thanks?session_id={session_id}")
@@ -489,10 +491,7 @@ def test_a_paid_monthly_gift_whose_month_was_kept_out_of_its_total_still_ends_as
     in_dollars = monthly_session(reference, session_id, currency="usd")
     send_event(make_event("checkout.session.completed", in_dollars))
     assert (donation(stripe_app).status, donation(stripe_app).amount_received) == ("paid", 0)
-    deleted = {"id": "sub_test_one", "object": "subscription", "status": "canceled"}
-    assert send_event(make_event("customer.subscription.deleted", deleted)).json == {
-        "received": "ended"
-    }
+    assert end_subscription(send_event) == {"received": "ended"}
     assert donation(stripe_app).status == DonationStatus.ENDED
     page = stripe_client.get(f"/donate/thanks?session_id={session_id}")
     assert "is set up" not in page.text
