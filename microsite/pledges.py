@@ -79,23 +79,36 @@ def _insert_for(dialect: str) -> Any:
 TITLES = frozenset(
     {
         "sr", "sister", "fr", "father", "br", "brother", "rev", "revd", "reverend", "mother",
-        "msgr", "mgr", "mons", "dr", "mr", "mrs", "ms", "miss", "fra", "suor", "suora", "padre",
+        "msgr", "mgr", "dr", "mr", "mrs", "ms", "miss", "fra", "suor", "suora", "padre",
         "madre", "hermana", "hermano", "sor", "schwester", "pater", "bruder", "soeur", "sœur",
-        "père", "pere", "don", "dom", "ks", "siostra", "brat", "ojciec",
+        "père", "ks", "siostra", "brat", "ojciec",
     }
 )  # fmt: skip
+# Words that are titles to some and first names to others: "Don Luigi Ciotti" is a priest,
+# "Don Smith" a Donald. Without a dot they count as a title only when two words follow, so
+# the word shown after them is never the last of the name, which may be a surname.
+# (Unaccented "Pere" is not here at all: it is Catalan for Peter.)
+FIRST_NAME_TITLES = frozenset({"don", "dom", "mons"})
 # Polish "s." (siostra) and "o." (ojciec) are titles only with their dot: "O Neill" is a name.
 DOTTED_TITLES = frozenset({"s.", "o."})
+
+
+def _is_title(word: str, words_after: int) -> bool:
+    folded = word.casefold()
+    bare = folded.rstrip(".")
+    if bare in FIRST_NAME_TITLES:
+        return folded != bare or words_after >= 2
+    return bare in TITLES or folded in DOTTED_TITLES
 
 
 def public_name(name: str) -> str:
     """The first word of a name as typed, with any titles before it: "Sr. Mary Kelly" shows
     as "Sr. Mary", "Kovács Anna" as "Kovács", "王小明" whole."""
+    words = name.split()
     shown: list[str] = []
-    for word in name.split():
+    for index, word in enumerate(words):
         shown.append(word)
-        folded = word.casefold()
-        if folded.rstrip(".") not in TITLES and folded not in DOTTED_TITLES:
+        if not _is_title(word, len(words) - index - 1):
             break
     return " ".join(shown) or name
 

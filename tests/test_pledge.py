@@ -359,6 +359,13 @@ def test_the_form_says_what_showing_a_pledge_shows(client: FlaskClient) -> None:
         ("s. Maria Nowak", "s. Maria"),
         ("O Neill Mary", "O"),
         ("Sr.", "Sr."),
+        # First names that are titles elsewhere never bring a surname with them.
+        ("Don Smith", "Don"),
+        ("Don Luigi Ciotti", "Don Luigi"),
+        ("Dom Pereira", "Dom"),
+        ("Dom. Columba Marmion", "Dom. Columba"),
+        ("Pere Puig", "Pere"),
+        ("Père Jean Dupont", "Père Jean"),
     ],
 )
 def test_the_first_word_of_the_name_is_what_is_shown(
