@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,9 +18,6 @@ from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
 
 logger = logging.getLogger(__name__)
-
-# Bump when rendering or the allow-list changes, so nothing rendered before is reused.
-RENDERER_VERSION = 2
 
 # No h1: the page's only h1 is the article's title (see _fit_headings_below_the_title).
 ALLOWED_TAGS = {
@@ -76,17 +74,47 @@ _markdown.core.ruler.push("fit_headings_below_the_title", _fit_headings_below_th
 _markdown.core.ruler.push("mark_bare_addresses", _mark_bare_addresses)
 
 
-def render_markdown(text: str) -> str:
-    """Markdown to HTML that keeps only the allow-listed tags, attributes and URL schemes."""
-    html = _markdown.render(text)
-    return nh3.clean(
-        html,
+def _is_remote(address: str) -> bool:
+    """An image address that is not on this site: one with a scheme (but data:), or one
+    starting with two slashes, which browsers read as another host (a backslash counts)."""
+    address = address.strip().lower()
+    scheme = address.split("/", 1)[0]
+    if ":" in scheme:
+        return not scheme.startswith("data:")
+    return bool(re.match(r"[/\\]{2}", address))
+
+
+def render_markdown(text: str, source: str = "") -> str:
+    """Markdown to HTML that keeps only the allow-listed tags, attributes and URL schemes.
+
+    An image from another site loses its address, leaving its description: the page asks
+    nothing of any third party (its Content-Security-Policy would block it anyway, and the
+    reader would see a broken picture). The operator is told which file to fix.
+    """
+    remote_images: list[str] = []
+
+    def keep_local_images(tag: str, attribute: str, value: str) -> str | None:
+        if tag == "img" and attribute == "src" and _is_remote(value.strip()):
+            remote_images.append(value)
+            return None
+        return value
+
+    html = nh3.clean(
+        _markdown.render(text),
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         allowed_classes=ALLOWED_CLASSES,
         url_schemes=ALLOWED_SCHEMES,
         link_rel="noopener noreferrer",
+        attribute_filter=keep_local_images,
     )
+    for address in remote_images:
+        logger.warning(
+            "content: %s shows an image from another site (%s), which this site does not "
+            "load; copy it into site/static and use its path there, like /static/photo.jpg",
+            source or "an article", address,
+        )  # fmt: skip
+    return html
 
 
 @dataclass(frozen=True)
@@ -104,13 +132,15 @@ class Article:
 
 
 def load_article(path: Path) -> Article:
-    post = frontmatter.load(str(path))
+    # utf-8-sig: a file saved with a byte-order mark (as some Windows editors do) keeps
+    # its front matter.
+    post = frontmatter.load(str(path), encoding="utf-8-sig")
     meta = dict(post.metadata)
     published = meta.get("date")
     return Article(
         slug=str(meta.get("slug") or path.stem),
         title=str(meta.get("title") or path.stem.replace("-", " ").capitalize()),
-        html=render_markdown(post.content),
+        html=render_markdown(post.content, source=path.name),
         description=str(meta.get("description", "")),
         date=published if isinstance(published, date) else None,
         author=str(meta.get("author", "")),

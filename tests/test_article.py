@@ -162,9 +162,9 @@ def test_articles_are_rendered_once_not_per_request(
     rendered: list[str] = []
     real = microsite.content.render_markdown
 
-    def counting(text: str) -> str:
+    def counting(text: str, source: str = "") -> str:
         rendered.append(text)
-        return real(text)
+        return real(text, source)
 
     monkeypatch.setattr(microsite.content, "render_markdown", counting)
     monkeypatch.setattr(microsite.content, "CHECK_INTERVAL_SECONDS", 0)  # look every time
@@ -278,3 +278,57 @@ def test_a_broken_content_file_does_not_take_the_site_down(make_app, content_dir
     client = make_app(CONTENT_DIR=str(content_dir)).test_client()
     assert client.get("/").status_code == 200
     assert client.get("/articles/broken").status_code == 404
+
+
+def test_a_broken_home_article_still_leaves_the_forms_on_the_home_page(
+    make_app, content_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    home = content_dir / "osce-conference-trafficking-in-children-2017.md"
+    home.write_text(home.read_text(encoding="utf-8").replace("title:", "title: [", 1))
+    client = make_app(CONTENT_DIR=str(content_dir)).test_client()
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "OSCE" not in page.text
+    assert 'class="pledge-form" method="post" action="/pledge"' in page.text
+    assert 'id="donate"' in page.text
+    assert "the home article 'osce-conference-trafficking-in-children-2017'" in caplog.text
+
+
+def test_a_file_saved_with_a_byte_order_mark_keeps_its_front_matter(
+    make_app, content_dir: Path
+) -> None:
+    (content_dir / "notepad.md").write_text(
+        "\ufeff---\ntitle: Saved in Notepad\nslug: saved-in-notepad\n---\n\nBody text.\n",
+        encoding="utf-8",
+    )
+    page = make_app(CONTENT_DIR=str(content_dir)).test_client().get("/articles/saved-in-notepad")
+    assert page.status_code == 200
+    assert "<title>Saved in Notepad" in page.text
+    assert "title:" not in page.text
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["https://upload.example.org/photo.jpg", "//upload.example.org/photo.jpg",
+     "HTTP:upload.example.org/photo.jpg"],
+)  # fmt: skip
+def test_an_image_from_another_site_is_not_loaded_and_the_operator_is_told(
+    address: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    html = render_markdown(
+        f"![Conference photo]({address})\n\n<img src='{address}' alt='Again'>", "photos.md"
+    )
+    assert "upload.example.org" not in html
+    assert 'alt="Conference photo"' in html and 'alt="Again"' in html
+    assert "photos.md shows an image from another site" in caplog.text
+
+
+def test_a_backslash_does_not_smuggle_in_another_sites_image() -> None:
+    # Browsers read "/\host" as "//host": another site.
+    assert "upload.example.org" not in render_markdown('<img src="/\\upload.example.org/a.jpg">')
+
+
+def test_images_of_this_site_are_kept() -> None:
+    html = render_markdown("![Logo](/static/logo.png)\n\n![Map](images/map.png)")
+    assert 'src="/static/logo.png"' in html
+    assert 'src="images/map.png"' in html

@@ -5,19 +5,39 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, render_template
 from sqlalchemy import text
 
+from ..content import Article
 from ..forms import PledgeForm
 from ..models import db
 from ..pledges import public_summary
 
 bp = Blueprint("public", __name__)
 
+# The home page while its article cannot be shown (its file missing, or unreadable when
+# the site started): the forms stay where supporters expect them.
+STAND_IN = Article(
+    slug="",
+    title="Pray for trafficked persons",
+    html=(
+        "<p>RENATE, Religious in Europe Networking Against Trafficking and Exploitation, "
+        "works across Europe against human trafficking. Pledge to pray for trafficked "
+        "persons, or give to support that work.</p>"
+    ),
+)
+
 
 def _article_page(slug: str) -> str:
     """An article from site/content beside the forms; the site's 404 for an unknown slug."""
+    home = slug == current_app.config["HOME_ARTICLE"]
     found = current_app.extensions["content"].get(slug)
+    if found is None and home:
+        current_app.logger.error(
+            "content: the home article %r (HOME_ARTICLE) is not in %s or cannot be "
+            "rendered; the home page shows the forms alone",
+            slug, current_app.config["CONTENT_DIR"],
+        )  # fmt: skip
+        found = STAND_IN
     if found is None:
         abort(404)
-    home = slug == current_app.config["HOME_ARTICLE"]
     return render_template(
         "public/article.html",
         article=found,
