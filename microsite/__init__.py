@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from dotenv import load_dotenv
-from flask import Flask, current_app, render_template, request, url_for
+from flask import Flask, current_app, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -156,6 +156,25 @@ def _reload_url() -> str:
     return request.path
 
 
+def _without_trailing_slash() -> str | None:
+    """Our own address for a GET of "/pledge/" (a link copied with a slash), if there is one.
+
+    The address is rebuilt from the matched route, never copied from the request, so a
+    path such as "//elsewhere.example/" cannot turn this into a redirect off the site.
+    """
+    path = request.path
+    if request.method not in ("GET", "HEAD") or len(path) < 2 or not path.endswith("/"):
+        return None
+    adapter = current_app.url_map.bind_to_environ(request.environ)
+    try:
+        endpoint, values = adapter.match(path.rstrip("/"), method="GET")
+    except HTTPException:
+        return None
+    target = adapter.build(endpoint, values)
+    query = request.query_string.decode("latin-1")
+    return f"{target}?{query}" if query else target
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
@@ -195,6 +214,8 @@ def register_error_handlers(app: Flask) -> None:
         code = error.code or 500
         if code < 400:
             return error
+        if code == 404 and (target := _without_trailing_slash()):
+            return redirect(target, 308)
         body, status = render_error(code)
         # Keep what the exception says about itself, such as a 405's Allow header.
         headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]

@@ -113,6 +113,38 @@ def test_404_page_in_site_style(client: FlaskClient) -> None:
     assert 'href="/static/site.css"' in response.text
 
 
+@pytest.mark.parametrize(
+    ("address", "target"),
+    [
+        ("/pledge/", "/pledge"),
+        ("/pledge/thanks/", "/pledge/thanks"),
+        ("/donate/?currency=GBP", "/donate?currency=GBP"),
+        ("/articles/any-slug/", "/articles/any-slug"),
+    ],
+)
+def test_an_address_copied_with_a_trailing_slash_still_arrives(
+    client: FlaskClient, address: str, target: str
+) -> None:
+    answer = client.get(address)
+    assert answer.status_code == 308
+    assert answer.headers["Location"] == target
+
+
+@pytest.mark.parametrize("address", ["/nothing-here/", "/%2F%2Fevil.example/", "/\\evil.example/"])
+def test_a_trailing_slash_never_leads_anywhere_we_have_no_page(
+    client: FlaskClient, address: str
+) -> None:
+    answer = client.get(address)
+    assert answer.status_code == 404
+    assert "Location" not in answer.headers
+
+
+def test_a_post_to_an_address_with_a_trailing_slash_is_not_redirected(
+    client: FlaskClient,
+) -> None:
+    assert client.post("/pledge/").status_code == 404
+
+
 def test_405_is_a_page_not_a_crash(client: FlaskClient) -> None:
     response = client.delete("/pledge")
     assert response.status_code == 405
