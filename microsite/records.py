@@ -417,6 +417,8 @@ def donation_record(donation: Donation) -> dict[str, Any]:
         "dedication_name": donation.dedication_name,
         "message": donation.message,
         "paid_at": _iso(donation.paid_at),
+        # Why it did not go ahead; Stripe's words may quote what the donor typed.
+        "failure_reason": donation.failure_reason,
     }
 
 
@@ -455,6 +457,9 @@ def has_stripe_ids(donation: Donation) -> bool:
     )
 
 
+ERASED_REASON = "its words were erased with the donor's data."
+
+
 @dataclass(frozen=True)
 class Erasure:
     pledges: int
@@ -466,7 +471,8 @@ class Erasure:
 def erase_person(email: str, actor: str) -> Erasure:
     """Delete the person's pledge and blank them from their donations; log it without them.
 
-    Donations stay, for the accounts, with name, email, message and dedication removed.
+    Donations stay, for the accounts, with name, email, message and dedication removed,
+    and with Stripe's words for a refused checkout, which may quote them.
     """
     person = find_person(email)
     references = tuple(d.reference for d in person.donations)
@@ -480,6 +486,9 @@ def erase_person(email: str, actor: str) -> Erasure:
         donation.message = None
         donation.dedication_kind = None
         donation.dedication_name = None
+        if (donation.failure_reason or "").startswith(REFUSED_NOTE):
+            # Stripe's reason may quote the address or name it refused.
+            donation.failure_reason = REFUSED_NOTE + ERASED_REASON
     pledges = 0
     if person.pledge is not None:
         db.session.execute(delete(Pledge).where(Pledge.id == person.pledge.id))

@@ -367,3 +367,24 @@ def test_erased_details_leave_no_trace_in_the_sqlite_files(
     left = [value.decode() for value in personal if value in stored()]
     assert left == []
     assert b"Someone Else" in stored()  # the others' data is still there
+
+
+def test_stripes_words_quoting_the_donor_are_downloaded_and_then_erased(
+    app: Flask, admin_client: FlaskClient, add_donation: Callable[..., str]
+) -> None:
+    from microsite.payments import REFUSED_NOTE
+
+    quoted = f"{REFUSED_NOTE}Invalid email address: {EMAIL.lower()} (request req_1)"
+    refused = add_donation(
+        donor_email=EMAIL.lower(), status="not_started", amount_received=0, failure_reason=quoted
+    )
+    assert EMAIL.lower() in admin_client.get("/admin/").text  # the overview's latest refusal
+    data = json.loads(download(admin_client, "json").get_data())
+    assert [d["failure_reason"] for d in data["donations"]] == [quoted]
+
+    erase(admin_client, EMAIL)
+    assert EMAIL.lower() not in admin_client.get("/admin/").text
+    assert EMAIL.lower() not in admin_client.get("/admin/donations.csv").get_data().decode()
+    with app.app_context():
+        kept = db.session.scalar(select(Donation).where(Donation.reference == refused))
+    assert kept.failure_reason == REFUSED_NOTE + "its words were erased with the donor's data."
