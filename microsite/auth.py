@@ -177,6 +177,16 @@ def end_session(admin: AdminUser) -> None:
     session.clear()
 
 
+def session_owner() -> AdminUser | None:
+    """The admin this session was signed in as, while nothing has ended it everywhere, even
+    past its timeouts: signing out from a tab left idle still ends every copy of it."""
+    admin_id = session.get("admin_id")
+    admin = db.session.get(AdminUser, admin_id) if isinstance(admin_id, int) else None
+    if admin is None or not admin.active:
+        return None
+    return admin if session.get("admin_version") == admin.session_version else None
+
+
 def session_admin() -> AdminUser | None:
     """The admin this request's session belongs to, if it is still valid; else clear it."""
     admin_id = session.get("admin_id")

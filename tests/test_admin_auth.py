@@ -283,6 +283,26 @@ def test_sign_out_from_a_tab_opened_hours_ago_still_signs_out(make_app, time_mac
     assert client.get("/admin/").status_code == 302
 
 
+def test_signing_out_from_an_idle_tab_ends_a_copy_kept_busy_elsewhere(
+    make_app, time_machine
+) -> None:
+    client = _signed_in_at_nine(make_app, time_machine, ADMIN_IDLE_MINUTES=30)
+    app = client.application
+    sign_out_button = page_token(client)
+    thief = app.test_client()
+    thief.set_cookie("session", client.get_cookie("session").value, domain="localhost")
+    for minute in (20, 40):  # someone else keeps the copied cookie active
+        time_machine.move_to(_at(minute), tick=False)
+        assert thief.get("/admin/pledges").status_code == 200
+    time_machine.move_to(_at(45), tick=False)  # the admin's own tab has been idle 45 minutes
+    response = client.post("/admin/logout", data={"csrf_token": sign_out_button})
+    assert response.status_code == 303
+    assert "You are signed out." in client.get("/admin/login").text
+    time_machine.move_to(_at(50), tick=False)
+    assert thief.get("/admin/pledges").status_code == 302
+    assert [a for _, a in audit_actions(app)] == ["sign_in", "sign_out"]
+
+
 def test_a_refused_sign_out_offers_a_page_that_exists(admin_client: FlaskClient) -> None:
     response = admin_client.post("/admin/logout", headers={"Referer": "http://localhost/admin/"})
     assert response.status_code == 400

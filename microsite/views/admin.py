@@ -58,8 +58,12 @@ SHORT_RHYTHM = {"daily": "Every day", "weekly": "Every week", "feb8": "On 8 Febr
 @bp.before_request
 def require_admin() -> BaseResponse | None:
     """Send anyone not signed in to the sign-in page; the one guard for all of /admin."""
+    # Read before session_admin() clears a timed-out session (see logout).
+    g.session_owner = auth.session_owner() if request.endpoint == "admin.logout" else None
     g.admin = auth.session_admin()
-    if g.admin is not None or request.endpoint in PUBLIC_ENDPOINTS:
+    if g.admin is not None or g.session_owner is not None:
+        return None
+    if request.endpoint in PUBLIC_ENDPOINTS:
         return None
     if request.method == "GET":
         return redirect(url_for("admin.login", next=_return_path()))
@@ -184,10 +188,16 @@ def login() -> BaseResponse | tuple[str, int] | str:
 
 @bp.post("/logout")
 def logout() -> BaseResponse:
-    """Sign out everywhere: the session cookie, and any copy of it, stops working."""
-    if ActionForm().validate_on_submit():
-        email = g.admin.email
-        auth.end_session(g.admin)
+    """Sign out everywhere: the session cookie, and any copy of it, stops working.
+
+    This works from a session past its idle or absolute limit too: its own cookie no
+    longer signs anyone in, but a copy someone else kept busy would. CSRFProtect checked
+    the form's token before the guard could clear the session.
+    """
+    admin = g.admin or g.session_owner
+    if admin is not None:
+        email = admin.email
+        auth.end_session(admin)
         records.audit(email, "sign_out")
         current_app.logger.info("admin sign-out: %s", email)
         flash("You are signed out.", "ok")
