@@ -149,6 +149,29 @@ def test_an_export_link_with_a_filter_that_cannot_be_read_exports_nothing(
     assert [row.action for row in audit_rows(app)] == ["sign_in"]
 
 
+@pytest.mark.parametrize(
+    ("url", "back"),
+    [
+        ("/admin/pledges.csv?since=2026-13-01&endpoint=x&country=IT",
+         'href="/admin/pledges?since=2026-13-01&amp;country=IT"'),
+        ("/admin/pledges.csv?country=ZZ&_method=POST", 'href="/admin/pledges?country=ZZ"'),
+        ("/admin/donations.csv?mode=x&endpoint=x&_external=1", 'href="/admin/donations?mode=x"'),
+    ],
+)  # fmt: skip
+def test_a_hand_edited_export_link_gets_its_page_back_without_the_foreign_keys(
+    admin_client: FlaskClient, url: str, back: str
+) -> None:
+    response = admin_client.get(url)
+    assert response.status_code == 400
+    assert back in response.text
+
+
+def test_an_erasure_number_past_any_database_integer_is_not_found(
+    admin_client: FlaskClient,
+) -> None:
+    assert admin_client.get("/admin/erasures/99999999999999999999").status_code == 404
+
+
 def test_donation_export(app: Flask, admin_client: FlaskClient, add_donation) -> None:
     add_donation(created="2026-01-05T10:00:00", amount=2500, fee_covered=63, amount_received=2563,
                  donor_name="+Plus Person", message="@everyone, thanks", livemode=True)  # fmt: skip

@@ -43,6 +43,8 @@ bp = Blueprint("admin", __name__, url_prefix="/admin")
 PER_PAGE = 50
 # Far past any real list; keeps the row offset within what a database integer can hold.
 MAX_PAGE = 1_000_000
+# The largest id a database integer column holds: past it, an address is a 404.
+MAX_ID = 2**31 - 1
 PUBLIC_ENDPOINTS = {"admin.login"}
 # Search text may be a person's name or email: it is not carried into the sign-in URL.
 PRIVATE_ARGS = {"q"}
@@ -70,10 +72,17 @@ def require_admin() -> BaseResponse | None:
     return redirect(url_for("admin.login"), code=303)
 
 
+def _with_query(path: str, pairs: list[tuple[str, str]]) -> str:
+    query = urlencode(pairs)
+    return f"{path}?{query}" if query else path
+
+
 def _return_path() -> str:
     """Where to come back to after signing in: this page and its filters, minus search text."""
-    query = urlencode([(k, v) for k, v in request.args.items(multi=True) if k not in PRIVATE_ARGS])
-    return f"{request.path}?{query}" if query else request.path
+    return _with_query(
+        request.path,
+        [(k, v) for k, v in request.args.items(multi=True) if k not in PRIVATE_ARGS],
+    )
 
 
 @bp.after_app_request
@@ -313,7 +322,11 @@ def _refuse_unreadable_filters(form: Any, list_endpoint: str) -> None:
         "These filters could not be used",
         "Nothing was exported, so that the file never holds more than was asked for.",
         problems=problems,
-        action_url=url_for(list_endpoint, **request.args),
+        # Only the filters' own names: any other key is not ours to pass to url_for.
+        action_url=_with_query(
+            url_for(list_endpoint),
+            [(k, v) for k, v in request.args.items(multi=True) if k in form],
+        ),
         action_label="Correct the filters",
     )
     abort(make_response(page, status))
@@ -450,7 +463,7 @@ def person_erase() -> BaseResponse | tuple[str, int]:
     return redirect(url_for("admin.erasure", entry_id=erasure.audit_id), code=303)
 
 
-@bp.get("/erasures/<int:entry_id>")
+@bp.get(f"/erasures/<int(max={MAX_ID}):entry_id>")
 def erasure(entry_id: int) -> str:
     """What an erasure left at Stripe: the ids to delete there, and gifts still charging."""
     entry = db.get_or_404(AuditLog, entry_id)
