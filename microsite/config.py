@@ -7,6 +7,7 @@ import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
@@ -73,7 +74,8 @@ def _coerce(name: str, default: Any, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
-    return raw
+    # A value read from a file (a mounted secret) often ends with a newline.
+    return raw.strip()
 
 
 def _instance_secret_key(instance: Path) -> str:
@@ -118,6 +120,16 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
     for name in AT_LEAST_ONE:
         if int(config[name]) < 1:
             raise ValueError(f"{name} must be 1 or more, like {DEFAULTS[name]}")
+    # Settings used as they are, in signatures and in addresses given to Stripe: a stray
+    # space or newline would refuse every webhook or break every return address.
+    for name in ("SITE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
+        config[name] = str(config[name] or "").strip()
+    site = urlsplit(config["SITE_URL"])
+    if config["SITE_URL"] and (site.scheme not in ("http", "https") or not site.hostname):
+        raise ValueError(
+            "SITE_URL must be the site's public address with its https://, like "
+            f"https://donate.example.org, not {config['SITE_URL']!r}"
+        )
 
     if not config.get("SQLALCHEMY_DATABASE_URI"):
         if not config["DATABASE_URL"]:

@@ -18,7 +18,7 @@ from microsite.config import DEFAULTS
 from microsite.models import Donation, DonationStatus, db
 from microsite.payments import LiveKeyRefused, StripeSettingsError
 from tests.helpers import post_form
-from tests.stripe_fake import FAKE_API_BASE, FakeStripe
+from tests.stripe_fake import FAKE_API_BASE, WEBHOOK_SECRET, FakeStripe, make_event, post_event
 
 BANNER = "No real money is taken."
 
@@ -283,3 +283,41 @@ def test_a_timeout_the_workers_could_not_wait_for_stops_the_start(make_app) -> N
         STRIPE_SECRET_KEY="sk_test_abc123", STRIPE_TIMEOUT="10", STRIPE_MAX_NETWORK_RETRIES=0
     )
     assert app.extensions["stripe_http_client"]._timeout == (2.0, 10.0)
+
+
+def test_settings_from_a_mounted_secret_file_lose_their_newline(
+    from_the_environment: Callable[[], Flask], monkeypatch, database_uri: str
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_uri)  # with its tables
+    monkeypatch.setenv("STRIPE_SECRET_KEY", "sk_test_abc123\n")
+    monkeypatch.setenv("STRIPE_WEBHOOK_SECRET", WEBHOOK_SECRET + "\n")
+    monkeypatch.setenv("SITE_URL", "https://donate.example.org\n")
+    app = from_the_environment()
+    assert app.config["SITE_URL"] == "https://donate.example.org"
+    client = app.test_client()
+    # Signed with the secret itself: before, every real event was refused as invalid.
+    assert post_event(client, make_event("customer.created", {"id": "cus_1"})).status_code == 200
+    assert '<link rel="canonical" href="https://donate.example.org/">' in client.get("/").text
+
+
+def test_return_addresses_given_to_stripe_never_carry_a_stray_newline(
+    make_app, stripe_config: dict, fake_stripe: FakeStripe
+) -> None:
+    app = make_app(**stripe_config, SITE_URL=" https://donate.example.org/\n")
+    post_form(app.test_client(), "/donate", {"frequency": "one_time", "currency": "EUR",
+                                             "amount": "25"})  # fmt: skip
+    [created] = fake_stripe.sessions_created
+    assert created.params["success_url"] == (
+        "https://donate.example.org/donate/thanks?session_id={CHECKOUT_SESSION_ID}"
+    )
+
+
+@pytest.mark.parametrize("url", ["donate.example.org", "ftp://donate.example.org", "https://"])
+def test_a_site_url_without_its_scheme_and_host_stops_the_start(make_app, url: str) -> None:
+    with pytest.raises(ValueError, match="SITE_URL must be the site's public address"):
+        make_app(SITE_URL=url)
+
+
+def test_a_webhook_secret_that_is_not_one_is_pointed_out(make_app, caplog) -> None:
+    make_app(STRIPE_SECRET_KEY="sk_test_abc123", STRIPE_WEBHOOK_SECRET="sk_test_abc123")
+    assert "STRIPE_WEBHOOK_SECRET does not start with whsec_" in caplog.text
