@@ -107,6 +107,7 @@ def init_app(app: Flask) -> None:
         if http_client is None:
             http_client = stripe.RequestsClient(timeout=timeout)
         app.extensions["stripe_http_client"] = http_client
+        app.extensions["stripe_timeout"] = timeout
         base = str(app.config["STRIPE_API_BASE"] or "").rstrip("/")
         app.extensions["stripe"] = stripe.StripeClient(
             key,
@@ -114,7 +115,14 @@ def init_app(app: Flask) -> None:
             http_client=http_client,
             max_network_retries=retries,
         )
-        if not app.config["STRIPE_WEBHOOK_SECRET"]:
+        secret = app.config["STRIPE_WEBHOOK_SECRET"]
+        if secret and not secret.startswith("whsec_"):
+            app.logger.warning(
+                "STRIPE_WEBHOOK_SECRET does not start with whsec_: it is probably not the "
+                "webhook's signing secret, and every event would be refused. Copy it from "
+                "the webhook endpoint in Stripe's dashboard, or from `stripe listen`."
+            )
+        if not secret:
             app.logger.warning(
                 "STRIPE_WEBHOOK_SECRET is not set: no gift can be confirmed as paid "
                 "until Stripe's webhook signing secret is configured"
@@ -166,6 +174,21 @@ def _retry_pauses(retries: int) -> float:
     return sum(max(initial, min(initial * 2**n, longest)) for n in range(retries))
 
 
+def _longest_call(timeout: tuple[float, float], retries: int) -> float:
+    """The longest one Stripe call can take: every attempt timing out, and the pauses."""
+    return (retries + 1) * sum(timeout) + _retry_pauses(retries)
+
+
+def retries_within(seconds: float) -> int | None:
+    """How many retries a Stripe call may make and still end within these seconds; None
+    when not even one attempt would (the page's time has been spent already)."""
+    timeout = current_app.extensions["stripe_timeout"]
+    for retries in range(int(current_app.config["STRIPE_MAX_NETWORK_RETRIES"]), -1, -1):
+        if _longest_call(timeout, retries) <= seconds:
+            return retries
+    return None
+
+
 def stripe_timeout(value: Any, retries: int) -> tuple[float, float]:
     """How long one attempt may take to connect and then to be answered, in seconds.
 
@@ -177,7 +200,7 @@ def stripe_timeout(value: Any, retries: int) -> tuple[float, float]:
     if retries < 0:
         raise StripeSettingsError("STRIPE_MAX_NETWORK_RETRIES must be 0 or more")
     connect = min(STRIPE_CONNECT_TIMEOUT, read)
-    longest = (retries + 1) * (connect + read) + _retry_pauses(retries)
+    longest = _longest_call((connect, read), retries)
     if longest > STRIPE_TIME_BUDGET:
         raise StripeSettingsError(
             f"STRIPE_TIMEOUT={value} with STRIPE_MAX_NETWORK_RETRIES={retries} could keep a "
@@ -357,12 +380,25 @@ def checkout_params(donation: Donation, *, success_url: str, cancel_url: str) ->
 
 
 def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> str:
-    """Create (or, on a retry, find again) the gift's Checkout Session; its URL for the donor."""
+    """Create (or, on a retry, find again) the gift's Checkout Session; its URL for the donor.
+
+    A named donor's gift takes two calls, the Customer and then the session. Both together
+    keep within STRIPE_TIME_BUDGET: the second has only the retries that fit in what the
+    first left, and is not tried at all when no attempt would fit (the donor is asked to
+    try again, which reuses the Customer made).
+    """
+    started = time.monotonic()
     try:
         _customer(donation)
+        retries = retries_within(STRIPE_TIME_BUDGET - (time.monotonic() - started))
+        if retries is None:
+            raise stripe.APIConnectionError(
+                "no time left for the checkout session after making the customer"
+            )
         params: Any = checkout_params(donation, success_url=success_url, cancel_url=cancel_url)
         session = _client().v1.checkout.sessions.create(
-            params=params, options={"idempotency_key": idempotency_key(donation)}
+            params=params,
+            options={"idempotency_key": idempotency_key(donation), "max_network_retries": retries},
         )
         session_id, url = str(session["id"]), str(session["url"])
     except (stripe.StripeError, KeyError) as exc:
@@ -378,11 +414,15 @@ def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
     """Record a gift as not started, log why, and tell the view what the donor should see."""
     request_id = getattr(exc, "request_id", None)
     status = getattr(exc, "http_status", None)
-    # A 4xx other than a rate limit answers the same way however often it is asked.
+    # Stripe answers 409 while another request with the same idempotency key is still
+    # running (a second click while Stripe is slow): the next try finds the first's answer.
+    in_progress = status == 409
+    # Any other 4xx but a rate limit answers the same way however often it is asked.
     refused = (
         isinstance(exc, stripe.StripeError)
         and isinstance(status, int)
         and 400 <= status < 500
+        and not in_progress
         and not isinstance(exc, stripe.RateLimitError)
     )
     current_app.logger.log(
@@ -402,7 +442,7 @@ def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
         reason = getattr(exc, "user_message", None) or type(exc).__name__
         donation.failure_reason = f"{REFUSED_NOTE}{reason} (request {request_id or 'none'})"[:255]
     db.session.commit()
-    busy = isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
+    busy = in_progress or isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
     raise CheckoutUnavailable(
         503 if busy else 502, donation.reference, request_id, passing=not refused
     ) from exc

@@ -13,6 +13,7 @@ from html import unescape
 from typing import Any
 
 import pytest
+import stripe
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
@@ -273,6 +274,67 @@ def test_a_failed_customer_call_gives_the_same_calm_page_and_no_session(
     assert donation.stripe_session_id is None
     assert f"donation {donation.reference}" in caplog.text
     assert "stripe request id" in caplog.text
+
+
+class SlowCustomers(FakeStripe):
+    """Stripe taking `seconds` (on a clock of the test's own) to make each Customer."""
+
+    seconds: float = 0.0
+    clock: float = 0.0
+
+    def request(self, method: str, url: str, headers: Any, post_data: Any = None, **kw: Any):
+        if url.endswith("/v1/customers"):
+            self.clock += self.seconds
+        return super().request(method, url, headers, post_data, **kw)
+
+
+@pytest.fixture
+def slow_customers(make_app, monkeypatch) -> tuple[SlowCustomers, FlaskClient]:
+    import microsite.payments
+
+    fake = SlowCustomers()
+    monkeypatch.setattr(
+        microsite.payments, "time", type("Clock", (), {"monotonic": lambda: fake.clock})
+    )
+    app = make_app(
+        STRIPE_SECRET_KEY=TEST_KEY,
+        STRIPE_API_BASE=FAKE_API_BASE,
+        STRIPE_HTTP_CLIENT=fake,
+        STRIPE_MAX_NETWORK_RETRIES=2,
+        STRIPE_TIMEOUT=5,
+    )
+    return fake, app.test_client()
+
+
+def test_a_slow_customer_leaves_the_session_only_the_retries_that_fit_the_page(
+    slow_customers: tuple[SlowCustomers, FlaskClient],
+) -> None:
+    fake, client = slow_customers
+    # Each attempt may take 2 + 5 seconds: after 8 of the 25, two attempts still fit.
+    fake.seconds = 8
+    timed_out = stripe.APIConnectionError("Read timed out", should_retry=True)
+    fake.failures += [("/v1/checkout/sessions", timed_out)] * 3
+    response = post_form(client, "/donate", NAMED)
+    assert_calm_page(response, 503, retryable=True)
+    assert len(fake.sessions_created) == 2
+
+
+def test_no_session_is_tried_when_the_customer_used_up_the_pages_time(
+    slow_customers: tuple[SlowCustomers, FlaskClient],
+) -> None:
+    fake, client = slow_customers
+    fake.seconds = 20
+    response = post_form(client, "/donate", NAMED)
+    assert_calm_page(response, 503, retryable=True)
+    assert fake.sessions_created == []
+    # Trying again uses the Customer already made, and goes straight to the session.
+    [donation] = donations(client.application)
+    retry = client.post(
+        f"/donate/retry/{donation.reference}", data={"csrf_token": csrf_token(response.text)}
+    )
+    assert retry.status_code == 303
+    assert len(fake.customers_created) == 1
+    assert fake.sessions_created[0].params["customer"] == donation.stripe_customer
 
 
 def test_a_retry_after_the_network_failed_finds_the_same_customer_again(
@@ -617,7 +679,7 @@ def test_bad_input_comes_back_with_values_and_a_message(
     assert f'id="{field}-error"' in html
     assert message in html.split(f'id="{field}-error"')[1].split("</p>")[0]
     assert 'value="Anna Novak"' in html
-    assert re.search(r'<input checked id="cover_fee"', html)
+    assert re.search(r'<input[^>]* checked id="cover_fee"', html)
     assert count(stripe_app) == 0
     assert fake_stripe.requests == []
 
@@ -676,8 +738,11 @@ def test_form_action_allows_stripe_checkout(client: FlaskClient) -> None:
         (lambda fake: fake.fail_next(500), 502),
         (lambda fake: fake.fail_next(429, {"type": "invalid_request_error"}), 503),
         (lambda fake: fake.drop_next(), 503),
+        (lambda fake: fake.fail_next(409, {"type": "idempotency_error",
+                                           "message": "A request with this key is in progress"}),
+         503),
     ],
-    ids=["api-error", "rate-limited", "network-down"],
+    ids=["api-error", "rate-limited", "network-down", "same-key-in-progress"],
 )  # fmt: skip
 def test_stripe_failure_is_a_calm_page_and_a_logged_request_id(
     stripe_app: Flask,
@@ -1163,3 +1228,7 @@ def test_a_checkbox_hint_is_read_with_its_checkbox(client: FlaskClient) -> None:
     box = re.search(r'<input[^>]*id="anonymous"[^>]*>', html).group(0)
     assert 'aria-describedby="anonymous-hint"' in box
     assert 'id="anonymous-hint"' in html
+    # The fee box is read with what it adds, as sighted donors see beside it.
+    box = re.search(r'<input[^>]*id="cover_fee"[^>]*>', html).group(0)
+    assert 'aria-describedby="fee-estimate"' in box
+    assert 'id="fee-estimate"' in html
