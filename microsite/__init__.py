@@ -13,6 +13,7 @@ from flask import Flask, current_app, redirect, render_template, request, url_fo
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from . import config as settings
@@ -48,7 +49,15 @@ def register_extensions(app: Flask) -> None:
     from . import payments, security
 
     check_sqlite_version(app.config["SQLALCHEMY_DATABASE_URI"])
-    db.init_app(app)
+    try:
+        db.init_app(app)
+    except ModuleNotFoundError as missing:
+        if missing.name not in ("psycopg", "psycopg2"):
+            raise
+        raise RuntimeError(
+            "DATABASE_URL is a PostgreSQL address, but PostgreSQL's driver is not installed: "
+            "run pip install -e '.[postgres]'"
+        ) from None
     migrate.init_app(app, db, directory=str(settings.ROOT / "migrations"))
     security.init_app(app)  # first: its body checks run before CSRF reads the form
     csrf.init_app(app)
@@ -175,6 +184,15 @@ def _without_trailing_slash() -> str | None:
     return f"{target}?{query}" if query else target
 
 
+def _hint_at_missing_schema(cause: BaseException | None) -> None:
+    """After a failure for want of a table, tell the operator the one command that fixes it."""
+    missing = "no such table" in str(cause) or type(getattr(cause, "orig", None)).__name__ == (
+        "UndefinedTable"
+    )
+    if isinstance(cause, SQLAlchemyError) and missing:
+        current_app.logger.error("the database has no tables for this site: run flask db upgrade")
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
@@ -216,6 +234,8 @@ def register_error_handlers(app: Flask) -> None:
             return error
         if code == 404 and (target := _without_trailing_slash()):
             return redirect(target, 308)
+        if code == 500:
+            _hint_at_missing_schema(getattr(error, "original_exception", None))
         body, status = render_error(code)
         # Keep what the exception says about itself, such as a 405's Allow header.
         headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]

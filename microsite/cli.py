@@ -118,7 +118,10 @@ def _write(export: exports.Export, output: str | None) -> None:
         stream.flush()
         return
     # Personal data: a new file is readable by its owner only (an existing one keeps its mode).
-    fd = os.open(output, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    try:
+        fd = os.open(output, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
+    except OSError as error:
+        raise click.ClickException(f"cannot write {output}: {error.strerror}.") from None
     with os.fdopen(fd, "wb") as fh:
         for chunk in body:
             fh.write(chunk)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 import secrets
 import tempfile
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from limits import parse_many
+
+logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCE = ROOT / "instance"
@@ -58,6 +64,20 @@ DEFAULTS: dict[str, Any] = {
 }
 
 _TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+# Rate limits, read at start so that a typo stops the site rather than switching one off.
+RATE_LIMITS = (
+    "PLEDGE_RATE_LIMIT",
+    "DONATE_RATE_LIMIT",
+    "LOGIN_RATE_LIMIT",
+    "LOGIN_ACCOUNT_RATE_LIMIT",
+)
+# Shorter, and a key is guessable: whoever guesses it can sign a cookie as an admin.
+MIN_SECRET_KEY_LENGTH = 32
+MAKE_A_KEY = "python3 -c 'import secrets; print(secrets.token_hex(32))'"
+# Names in the environment that are not settings yet look like one (`stripe listen` and
+# the real-Stripe test read these two themselves).
+NOT_SETTINGS = {"STRIPE_API_KEY", "STRIPE_TEST_SECRET_KEY"}
 
 # Whole-number settings that make no sense below 1: a zero idle timeout would end every
 # admin session the moment it began, with no word of why.
@@ -68,7 +88,11 @@ def _coerce(name: str, default: Any, raw: str) -> Any:
     if isinstance(default, bool | int) and not raw.strip():
         return default  # "NAME=" left blank in .env: keep the default
     if isinstance(default, bool):
-        return raw.strip().lower() in _TRUE
+        word = raw.strip().lower()
+        if word not in _TRUE | _FALSE:
+            # A misspelt "ture" must not quietly mean off (SESSION_COOKIE_SECURE, say).
+            raise ValueError(f"{name} must be 1 or 0 (or true/false, yes/no, on/off), not {raw!r}")
+        return word in _TRUE
     if isinstance(default, int):
         try:
             return int(raw)
@@ -76,6 +100,29 @@ def _coerce(name: str, default: Any, raw: str) -> Any:
             raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
     # A value read from a file (a mounted secret) often ends with a newline.
     return raw.strip()
+
+
+def _warn_of_misspelt_settings(environ: Any) -> None:
+    """Name a variable that looks like a mistyped setting: otherwise it is just ignored."""
+    for name in environ:
+        if name in DEFAULTS or name in NOT_SETTINGS:
+            continue
+        close = difflib.get_close_matches(name, DEFAULTS, n=1, cutoff=0.85)
+        if close:
+            logger.warning("%s is not a setting of this site; did you mean %s?", name, close[0])
+
+
+def _check_rate_limits(config: dict[str, Any]) -> None:
+    for name in RATE_LIMITS:
+        try:
+            parsed = parse_many(str(config[name]))
+        except ValueError:
+            parsed = []
+        if not parsed:
+            raise ValueError(
+                f"{name} must be limits like '10 per minute' or '20 per minute;200 per day', "
+                f"not {config[name]!r}"
+            )
 
 
 def _instance_secret_key(instance: Path) -> str:
@@ -87,8 +134,14 @@ def _instance_secret_key(instance: Path) -> str:
     """
     path = instance / "secret_key"
     if not path.exists():
-        instance.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".secret_key.", dir=instance)  # mode 0600
+        try:
+            instance.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".secret_key.", dir=instance)  # mode 0600
+        except OSError as error:
+            raise RuntimeError(
+                f"cannot write a secret key into {instance} ({error.strerror}). Set SECRET_KEY "
+                f"in the environment (make one with: {MAKE_A_KEY}), or let the site write there."
+            ) from None
         try:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_hex(32))
@@ -115,8 +168,10 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
         for name, default in DEFAULTS.items():
             if name in os.environ:
                 config[name] = _coerce(name, default, os.environ[name])
+        _warn_of_misspelt_settings(os.environ)
     else:
         config.update(test_config)
+    _check_rate_limits(config)
     for name in AT_LEAST_ONE:
         if int(config[name]) < 1:
             raise ValueError(f"{name} must be 1 or more, like {DEFAULTS[name]}")
@@ -143,6 +198,12 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
         config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri.split("://", 1)[1]
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = _instance_secret_key(instance)
+    elif len(str(config["SECRET_KEY"])) < MIN_SECRET_KEY_LENGTH:
+        raise ValueError(
+            f"SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters: a short or "
+            "placeholder key can be guessed, and with it anyone can sign themselves in as "
+            f"an admin. Make one with: {MAKE_A_KEY}"
+        )
 
     config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     config.setdefault("SESSION_COOKIE_SAMESITE", "Lax")

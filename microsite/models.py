@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import uuid
 from datetime import UTC, datetime
 
@@ -298,3 +299,23 @@ class AuditLog(db.Model):
     action: Mapped[str] = mapped_column(String(40), index=True)
     details: Mapped[str | None] = mapped_column(Text)  # JSON
     row_count: Mapped[int | None] = mapped_column(Integer)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+@functools.cache
+def schema_head() -> str | None:
+    """The newest migration in migrations/: the schema this code expects."""
+    from alembic.script import ScriptDirectory
+
+    from .config import ROOT
+
+    return ScriptDirectory(str(ROOT / "migrations")).get_current_head()
+
+
+def schema_version() -> str | None:
+    """The migration the database was last upgraded to; None when it never was."""
+    from alembic.runtime.migration import MigrationContext
+
+    return MigrationContext.configure(db.session.connection()).get_current_revision()

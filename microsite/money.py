@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal, InvalidOperation
 from typing import Any
 
+import pycountry
 from flask import current_app
 
 
@@ -45,6 +46,10 @@ def _currency(code: str, name: str) -> str:
     if not (len(code) == 3 and code.isascii() and code.isalpha()):
         raise StripeSettingsError(
             f"{name}: {code!r} is not a three-letter currency code like EUR or GBP"
+        )
+    if pycountry.currencies.get(alpha_3=code) is None:
+        raise StripeSettingsError(
+            f"{name}: {code} is not a currency code (ISO 4217); check the spelling, like GBP"
         )
     if code in THREE_DECIMAL:
         raise StripeSettingsError(

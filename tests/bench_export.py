@@ -88,7 +88,7 @@ def fill(url: str, instance: Path, rows: int) -> float:
 
 def start_server(url: str, port: int) -> tuple[subprocess.Popen, int]:
     """gunicorn serving the site on this database; returns it and its worker's pid."""
-    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "benchmark-only"}
+    env = {**os.environ, "DATABASE_URL": url, "SECRET_KEY": "benchmark-only-" + "0" * 32}
     server = subprocess.Popen(
         [Path(sys.executable).parent / "gunicorn", *GUNICORN, "--bind", f"127.0.0.1:{port}",
          "--log-level", "warning", "app:app"],

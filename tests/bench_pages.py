@@ -110,7 +110,7 @@ def main() -> None:
         env = {
             **os.environ,
             "DATABASE_URL": f"sqlite:///{db_file}",
-            "SECRET_KEY": "benchmark-only",
+            "SECRET_KEY": "benchmark-only-" + "0" * 32,
             "PLEDGE_RATE_LIMIT": "1000000 per second",
         }
         bin_dir = Path(sys.executable).parent

@@ -15,6 +15,9 @@ from tests.conftest import base_config
 from tests.helpers import post_form
 from tests.test_pledge import VALID
 
+# A SECRET_KEY as an operator sets one: long enough to be accepted.
+KEY = "from-env-a-key-of-32-characters-or-more"
+
 
 def test_secret_key_is_generated_once_and_kept(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.delenv("SECRET_KEY", raising=False)
@@ -26,13 +29,13 @@ def test_secret_key_is_generated_once_and_kept(tmp_path: Path, monkeypatch) -> N
 
 
 def test_environment_overrides_defaults(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.setenv("SECRET_KEY", KEY)
     monkeypatch.setenv("DATABASE_URL", "postgres://u:p@db.example/renate")
     monkeypatch.setenv("STRIPE_ALLOW_LIVE", "1")
     monkeypatch.setenv("ADMIN_IDLE_MINUTES", "15")
     monkeypatch.setenv("STRIPE_TIMEOUT", "2.5")
     config = load(tmp_path, None)
-    assert config["SECRET_KEY"] == "from-env"
+    assert config["SECRET_KEY"] == KEY
     assert config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u:p@db.example/renate"
     assert config["STRIPE_ALLOW_LIVE"] is True
     assert config["ADMIN_IDLE_MINUTES"] == 15
@@ -53,7 +56,7 @@ def test_a_set_secret_key_still_gets_a_home_for_the_embedded_database(
     # must find instance/ to make the SQLite file in.
     from flask_migrate import upgrade
 
-    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.setenv("SECRET_KEY", KEY)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     instance = tmp_path / "fresh" / "instance"
     app = create_app({"INSTANCE_PATH": str(instance), **load(instance, None)})
@@ -104,6 +107,44 @@ def test_health_check(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert response.status_code == 200
     assert response.json == {"status": "ok"}
+
+
+def test_a_database_never_upgraded_is_not_reported_healthy(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # `flask run` before `flask db upgrade`: every page would fail, so the check says so.
+    app = create_app(base_config(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path))
+    response = app.test_client().get("/healthz")
+    assert response.status_code == 503
+    assert response.json == {"status": "error", "database": "not migrated: run flask db upgrade"}
+    assert "run flask db upgrade" in caplog.text
+
+
+def test_a_page_failing_for_want_of_tables_tells_the_operator_the_command(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = create_app(base_config(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path, TESTING=False))
+    response = app.test_client().get("/")
+    assert response.status_code == 500
+    assert "Nothing you did caused this" in response.text
+    assert "the database has no tables for this site: run flask db upgrade" in caplog.text
+
+
+def test_a_postgresql_url_without_its_driver_says_what_to_install(
+    tmp_path: Path, monkeypatch
+) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_psycopg(name: str, *args: object, **kwargs: object):
+        if name.split(".")[0] == "psycopg":
+            raise ModuleNotFoundError(f"No module named {name!r}", name="psycopg")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_psycopg)
+    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[postgres\]'"):
+        create_app(base_config("postgresql+psycopg://nobody@127.0.0.1/none", tmp_path))
 
 
 def test_404_page_in_site_style(client: FlaskClient) -> None:
@@ -220,7 +261,7 @@ def test_workers_starting_together_share_one_complete_key(tmp_path: Path, monkey
 
 def test_a_blank_setting_in_the_environment_keeps_its_default(tmp_path: Path, monkeypatch) -> None:
     # A .env copied from the example with "TRUSTED_PROXIES=" left blank must still start.
-    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.setenv("SECRET_KEY", KEY)
     monkeypatch.setenv("TRUSTED_PROXIES", "")
     monkeypatch.setenv("ADMIN_IDLE_MINUTES", " ")
     config = load(tmp_path, None)
@@ -229,7 +270,7 @@ def test_a_blank_setting_in_the_environment_keeps_its_default(tmp_path: Path, mo
 
 
 def test_a_malformed_number_names_the_setting(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.setenv("SECRET_KEY", KEY)
     monkeypatch.setenv("TRUSTED_PROXIES", "one")
     with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
         load(tmp_path, None)
@@ -241,10 +282,86 @@ def test_an_admin_timeout_below_one_stops_the_start(
     tmp_path: Path, monkeypatch, name: str, value: str
 ) -> None:
     # Else every admin session would end the moment it began, with no word of why.
-    monkeypatch.setenv("SECRET_KEY", "from-env")
+    monkeypatch.setenv("SECRET_KEY", KEY)
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=f"{name} must be 1 or more"):
         load(tmp_path, None)
+
+
+@pytest.mark.parametrize("key", ["...", "changeme", "x" * 31])
+def test_a_short_or_placeholder_secret_key_stops_the_start(
+    tmp_path: Path, monkeypatch, key: str
+) -> None:
+    # Whoever guesses the key can sign a cookie that opens the admin area.
+    monkeypatch.setenv("SECRET_KEY", key)
+    with pytest.raises(ValueError, match="SECRET_KEY is shorter than 32 characters") as refused:
+        load(tmp_path, None)
+    assert "secrets.token_hex(32)" in str(refused.value)
+
+
+@pytest.mark.parametrize("value", ["ture", "y", "enabled", "2"])
+def test_a_misspelt_true_or_false_names_the_setting(
+    tmp_path: Path, monkeypatch, value: str
+) -> None:
+    # Read as "off", SESSION_COOKIE_SECURE=ture would send the cookie over plain HTTP.
+    monkeypatch.setenv("SECRET_KEY", KEY)
+    monkeypatch.setenv("SESSION_COOKIE_SECURE", value)
+    with pytest.raises(ValueError, match="SESSION_COOKIE_SECURE must be 1 or 0"):
+        load(tmp_path, None)
+
+
+@pytest.mark.parametrize("value", ["1", "true", "Yes", "ON", "0", "false", "no", "off"])
+def test_the_usual_words_for_true_and_false_are_read(
+    tmp_path: Path, monkeypatch, value: str
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", KEY)
+    monkeypatch.setenv("SESSION_COOKIE_SECURE", value)
+    expected = value.lower() in ("1", "true", "yes", "on")
+    assert load(tmp_path, None)["SESSION_COOKIE_SECURE"] is expected
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["PLEDGE_RATE_LIMIT", "DONATE_RATE_LIMIT", "LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT"],
+)
+@pytest.mark.parametrize("value", ["5/minit", "20_per_15_min", "lots"])
+def test_a_mistyped_rate_limit_stops_the_start_rather_than_switching_it_off(
+    tmp_path: Path, monkeypatch, name: str, value: str
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", KEY)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"{name} must be limits like '10 per minute'"):
+        load(tmp_path, None)
+
+
+def test_a_misspelt_setting_name_is_pointed_out(
+    tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", KEY)
+    monkeypatch.setenv("STRIPE_SECRT_KEY", "sk_test_abc")
+    monkeypatch.setenv("STRIPE_TEST_SECRET_KEY", "sk_test_abc")  # read by a test, not the site
+    load(tmp_path, None)
+    assert "STRIPE_SECRT_KEY is not a setting of this site; did you mean STRIPE_SECRET_KEY?" in (
+        caplog.text
+    )
+    assert "STRIPE_TEST_SECRET_KEY" not in caplog.text
+
+
+def test_an_instance_folder_the_site_cannot_write_says_what_to_do(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    locked = tmp_path / "instance"
+    locked.mkdir()
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr("microsite.config.tempfile.mkstemp", refuse)
+    with pytest.raises(RuntimeError, match="cannot write a secret key into") as refused:
+        load(locked, None)
+    assert "Read-only file system" in str(refused.value)
+    assert "Set SECRET_KEY" in str(refused.value)
 
 
 def test_a_sqlite_too_old_to_store_pledges_stops_the_start(tmp_path: Path, monkeypatch) -> None:

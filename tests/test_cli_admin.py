@@ -179,6 +179,14 @@ def test_export_refuses_a_bad_date(runner: FlaskCliRunner) -> None:
     assert "YYYY-MM-DD" in result.output or "%Y-%m-%d" in result.output
 
 
+def test_export_into_a_folder_that_does_not_exist_says_so(runner: FlaskCliRunner, tmp_path) -> None:
+    output = tmp_path / "no-such-folder" / "pledges.csv"
+    result = runner.invoke(args=["export", "pledges", "--output", str(output)])
+    assert result.exit_code == 1
+    assert f"Error: cannot write {output}: No such file or directory." in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_export_refuses_dates_that_end_before_they_start(
     runner: FlaskCliRunner, add_pledge, tmp_path
 ) -> None:

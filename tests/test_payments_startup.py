@@ -244,6 +244,13 @@ def test_a_currency_that_is_not_a_code_stops_the_start(make_app, code: str) -> N
         make_app(DONATION_CURRENCIES=f"EUR,{code}")
 
 
+@pytest.mark.parametrize("code", ["GPB", "EUO", "USS"])
+def test_a_mistyped_currency_stops_the_start(make_app, code: str) -> None:
+    # Offered on the form, it would have every gift in it refused by Stripe.
+    with pytest.raises(StripeSettingsError, match=f"{code} is not a currency code"):
+        make_app(DONATION_CURRENCIES=f"EUR,{code}")
+
+
 @pytest.mark.parametrize(
     "url",
     [

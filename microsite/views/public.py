@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from ..content import Article
 from ..forms import PledgeForm
-from ..models import db
+from ..models import db, schema_head, schema_version
 from ..pledges import public_summary
 
 bp = Blueprint("public", __name__)
@@ -62,10 +62,14 @@ def article(slug: str) -> str:
 
 @bp.get("/healthz")
 def healthz() -> tuple[dict[str, str], int]:
-    """For a load balancer: 200 when the app can reach its database."""
+    """For a load balancer: 200 when the app can reach its database, and the database has
+    the schema this code expects (else every page would fail: run `flask db upgrade`)."""
     try:
         db.session.execute(text("SELECT 1"))
     except Exception:
         current_app.logger.exception("health check: database unreachable")
         return {"status": "error", "database": "unreachable"}, 503
+    if schema_version() != schema_head():
+        current_app.logger.error("health check: the database is not migrated: run flask db upgrade")
+        return {"status": "error", "database": "not migrated: run flask db upgrade"}, 503
     return {"status": "ok"}, 200
