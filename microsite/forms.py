@@ -9,6 +9,7 @@ from typing import Any
 
 import pycountry
 from email_validator import EmailNotValidError, validate_email
+from flask import current_app
 from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
@@ -422,8 +423,10 @@ class DonationForm(SiteForm):
         self._check_minimum(value, currency)
         if value > self.settings.maximum:
             largest = format_money(to_minor(self.settings.maximum, currency), currency)
+            contact = current_app.config["CONTACT_EMAIL"]
             raise ValidationError(
-                f"Online gifts can be up to {largest}. For a larger gift, please write to RENATE."
+                f"Online gifts can be up to {largest}. For a larger gift, please write to "
+                + (f"RENATE at {contact}." if contact else "RENATE.")
             )
 
     def validate_dedication_kind(self, field: SelectField) -> None:

@@ -77,6 +77,25 @@ def test_a_bad_filter_is_explained_and_ignored(admin_client: FlaskClient, some_p
     assert "The end date is before the start date." in reversed_dates.text
 
 
+def test_a_left_out_filter_is_announced_first_and_leads_to_its_box(
+    admin_client: FlaskClient, some_pledges
+) -> None:
+    html = admin_client.get("/admin/pledges?since=2026-03-01&until=2026-01-01").text
+    summary = html.split('id="filter-errors"')[1].split("</div>")[0]
+    assert "This filter was left out, so the list may hold more than you asked for" in summary
+    assert '<a href="#until">To: The end date is before the start date.</a>' in summary
+    assert re.search(r'class="error-summary" role="alert" tabindex="-1" autofocus', html)
+    # Without a mistake there is nothing to announce.
+    assert 'id="filter-errors"' not in admin_client.get("/admin/pledges?country=IT").text
+
+
+@pytest.mark.parametrize("listing", ["pledges", "donations"])
+def test_filtering_lands_on_the_results(admin_client: FlaskClient, listing: str) -> None:
+    html = admin_client.get(f"/admin/{listing}").text
+    assert f'method="get" action="/admin/{listing}#results"' in html
+    assert '<div id="results">' in html
+
+
 def test_export_link_carries_the_filters(admin_client: FlaskClient, some_pledges) -> None:
     page = admin_client.get("/admin/pledges?country=UA&q=olena&page=1")
     assert 'href="/admin/pledges.csv?q=olena&amp;country=UA"' in page.text

@@ -203,7 +203,8 @@ def _watch_submit_button(page: Any) -> list[tuple[str, bool, str]]:
             const button = document.querySelector(".donate-form button[type=submit]");
             const status = document.querySelector(".donate-form [role=status]");
             const tell = () => window.buttonChanged(
-                button.textContent, button.disabled, status.textContent);
+                button.textContent, button.getAttribute("aria-disabled") === "true",
+                status.textContent);
             const what = {attributes: true, childList: true, characterData: true, subtree: true};
             new MutationObserver(tell).observe(button, what);
             new MutationObserver(tell).observe(status, what);
@@ -264,6 +265,14 @@ def test_a_page_the_browser_brings_back_as_it_was_left_can_be_sent_again(
     button.click()
     expect(button).to_be_disabled()
     expect(button).to_have_text("Connecting to Stripe…")
+    # Busy, it keeps the keyboard's place, and reads at full strength.
+    assert page.evaluate("document.activeElement.textContent") == "Connecting to Stripe…"
+    assert (
+        page.eval_on_selector(
+            ".donate-form button[type=submit]", "b => getComputedStyle(b).opacity"
+        )
+        == "1"
+    )
     page.evaluate("dispatchEvent(new PageTransitionEvent('pageshow', {persisted: true}))")
     expect(button).to_be_enabled()
     expect(button).to_have_text("Continue to secure payment")

@@ -18,14 +18,16 @@
     each.addEventListener("submit", function (event) {
       if (sent) { event.preventDefault(); return; }
       sent = true;
-      button.disabled = true;
+      // aria-disabled, not disabled: a disabled button would drop the keyboard's focus
+      // to the page; a second press is refused above all the same.
+      button.setAttribute("aria-disabled", "true");
       button.textContent = button.getAttribute("data-busy-text");
       if (status) { status.textContent = button.textContent; }
     });
     // Back from Stripe, a browser may show this page as it was left: usable again.
     window.addEventListener("pageshow", function () {
       sent = false;
-      button.disabled = false;
+      button.removeAttribute("aria-disabled");
       button.textContent = label;
       if (status) { status.textContent = ""; }
     });
