@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import sqlite3
 from pathlib import Path
 
@@ -269,25 +270,6 @@ def test_a_blank_setting_in_the_environment_keeps_its_default(tmp_path: Path, mo
     assert config["ADMIN_IDLE_MINUTES"] == 30
 
 
-def test_a_malformed_number_names_the_setting(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setenv("SECRET_KEY", KEY)
-    monkeypatch.setenv("TRUSTED_PROXIES", "one")
-    with pytest.raises(ValueError, match="TRUSTED_PROXIES"):
-        load(tmp_path, None)
-
-
-@pytest.mark.parametrize("name", ["ADMIN_IDLE_MINUTES", "ADMIN_ABSOLUTE_HOURS"])
-@pytest.mark.parametrize("value", ["0", "-1"])
-def test_an_admin_timeout_below_one_stops_the_start(
-    tmp_path: Path, monkeypatch, name: str, value: str
-) -> None:
-    # Else every admin session would end the moment it began, with no word of why.
-    monkeypatch.setenv("SECRET_KEY", KEY)
-    monkeypatch.setenv(name, value)
-    with pytest.raises(ValueError, match=f"{name} must be 1 or more"):
-        load(tmp_path, None)
-
-
 @pytest.mark.parametrize("key", ["...", "changeme", "x" * 31])
 def test_a_short_or_placeholder_secret_key_stops_the_start(
     tmp_path: Path, monkeypatch, key: str
@@ -297,17 +279,6 @@ def test_a_short_or_placeholder_secret_key_stops_the_start(
     with pytest.raises(ValueError, match="SECRET_KEY is shorter than 32 characters") as refused:
         load(tmp_path, None)
     assert "secrets.token_hex(32)" in str(refused.value)
-
-
-@pytest.mark.parametrize("value", ["ture", "y", "enabled", "2"])
-def test_a_misspelt_true_or_false_names_the_setting(
-    tmp_path: Path, monkeypatch, value: str
-) -> None:
-    # Read as "off", SESSION_COOKIE_SECURE=ture would send the cookie over plain HTTP.
-    monkeypatch.setenv("SECRET_KEY", KEY)
-    monkeypatch.setenv("SESSION_COOKIE_SECURE", value)
-    with pytest.raises(ValueError, match="SESSION_COOKIE_SECURE must be 1 or 0"):
-        load(tmp_path, None)
 
 
 @pytest.mark.parametrize("value", ["1", "true", "Yes", "ON", "0", "false", "no", "off"])
@@ -321,16 +292,30 @@ def test_the_usual_words_for_true_and_false_are_read(
 
 
 @pytest.mark.parametrize(
-    "name",
-    ["PLEDGE_RATE_LIMIT", "DONATE_RATE_LIMIT", "LOGIN_RATE_LIMIT", "LOGIN_ACCOUNT_RATE_LIMIT"],
-)
-@pytest.mark.parametrize("value", ["5/minit", "20_per_15_min", "lots"])
-def test_a_mistyped_rate_limit_stops_the_start_rather_than_switching_it_off(
-    tmp_path: Path, monkeypatch, name: str, value: str
+    ("name", "value", "said"),
+    [
+        ("TRUSTED_PROXIES", "one", "TRUSTED_PROXIES must be a whole number"),
+        # Else every admin session would end the moment it began, with no word of why.
+        ("ADMIN_IDLE_MINUTES", "0", "ADMIN_IDLE_MINUTES must be 1 or more"),
+        ("ADMIN_IDLE_MINUTES", "-1", "ADMIN_IDLE_MINUTES must be 1 or more"),
+        ("ADMIN_ABSOLUTE_HOURS", "0", "ADMIN_ABSOLUTE_HOURS must be 1 or more"),
+        # Read as "off", SESSION_COOKIE_SECURE=ture would send the cookie over plain HTTP.
+        ("SESSION_COOKIE_SECURE", "ture", "SESSION_COOKIE_SECURE must be 1 or 0"),
+        ("RATELIMIT_ENABLED", "y", "RATELIMIT_ENABLED must be 1 or 0"),
+        ("STRIPE_ALLOW_LIVE", "2", "STRIPE_ALLOW_LIVE must be 1 or 0"),
+        # A rate limit that cannot be read would be switched off, not enforced.
+        ("PLEDGE_RATE_LIMIT", "5/minit", "PLEDGE_RATE_LIMIT must be limits like '10 per minute'"),
+        ("DONATE_RATE_LIMIT", "lots", "DONATE_RATE_LIMIT must be limits like"),
+        ("LOGIN_RATE_LIMIT", "20_per_15_min", "LOGIN_RATE_LIMIT must be limits like"),
+        ("LOGIN_ACCOUNT_RATE_LIMIT", "5 per minit", "LOGIN_ACCOUNT_RATE_LIMIT must be limits"),
+    ],
+)  # fmt: skip
+def test_a_mistyped_setting_stops_the_start_with_its_name(
+    tmp_path: Path, monkeypatch, name: str, value: str, said: str
 ) -> None:
     monkeypatch.setenv("SECRET_KEY", KEY)
     monkeypatch.setenv(name, value)
-    with pytest.raises(ValueError, match=f"{name} must be limits like '10 per minute'"):
+    with pytest.raises(ValueError, match=re.escape(said)):
         load(tmp_path, None)
 
 
