@@ -7,6 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from dotenv import load_dotenv
 from flask import Flask, current_app, redirect, render_template, request, url_for
@@ -180,7 +181,9 @@ def _without_trailing_slash() -> str | None:
     except HTTPException:
         return None
     target = adapter.build(endpoint, values)
-    query = request.query_string.decode("latin-1")
+    # The query's bytes as they came, any outside ASCII percent-encoded (a client may send
+    # raw UTF-8), never decoded and encoded again.
+    query = quote(request.query_string, safe="/?:@&=+$,;%!*'()~[]")
     return f"{target}?{query}" if query else target
 
 

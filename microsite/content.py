@@ -74,10 +74,15 @@ _markdown.core.ruler.push("fit_headings_below_the_title", _fit_headings_below_th
 _markdown.core.ruler.push("mark_bare_addresses", _mark_bare_addresses)
 
 
+_C0_AND_SPACE = "".join(map(chr, range(0x21)))
+
+
 def _is_remote(address: str) -> bool:
     """An image address that is not on this site: one with a scheme (but data:), or one
     starting with two slashes, which browsers read as another host (a backslash counts)."""
-    address = address.strip().lower()
+    # As browsers read an address: tabs and line breaks anywhere are dropped, and spaces
+    # and control characters at either end, so "/<tab>/host" is "//host".
+    address = re.sub(r"[\t\n\r]", "", address).strip(_C0_AND_SPACE).lower()
     scheme = address.split("/", 1)[0]
     if ":" in scheme:
         return not scheme.startswith("data:")

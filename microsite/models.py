@@ -305,17 +305,26 @@ class AuditLog(db.Model):
 
 
 @functools.cache
-def schema_head() -> str | None:
-    """The newest migration in migrations/: the schema this code expects."""
+def _migrations() -> tuple[str | None, frozenset[str]]:
+    """The newest migration in migrations/ (the schema this code expects), and all of them."""
     from alembic.script import ScriptDirectory
 
     from .config import ROOT
 
-    return ScriptDirectory(str(ROOT / "migrations")).get_current_head()
+    scripts = ScriptDirectory(str(ROOT / "migrations"))
+    return scripts.get_current_head(), frozenset(r.revision for r in scripts.walk_revisions())
 
 
-def schema_version() -> str | None:
-    """The migration the database was last upgraded to; None when it never was."""
+def schema_state() -> str:
+    """Where the database's schema stands against this code's migrations: "current";
+    "missing" (never upgraded) or "behind" (`flask db upgrade` not yet run for this
+    release); or "ahead" (upgraded by a newer release)."""
     from alembic.runtime.migration import MigrationContext
 
-    return MigrationContext.configure(db.session.connection()).get_current_revision()
+    version = MigrationContext.configure(db.session.connection()).get_current_revision()
+    head, known = _migrations()
+    if version == head:
+        return "current"
+    if version is None:
+        return "missing"
+    return "behind" if version in known else "ahead"

@@ -85,30 +85,30 @@ TITLES = frozenset(
     }
 )  # fmt: skip
 # Words that are titles to some and first names to others: "Don Luigi Ciotti" is a priest,
-# "Don Smith" a Donald. Without a dot they count as a title only when two words follow, so
-# the word shown after them is never the last of the name, which may be a surname.
+# "Don Smith Jr." a Donald. Nothing in a name tells them apart, and the word after a
+# Donald is his surname, so these count as titles only with a dot ("Dom. Columba"): a
+# priest may be shown as "Don" alone, but no one's surname is shown by mistake.
 # (Unaccented "Pere" is not here at all: it is Catalan for Peter.)
 FIRST_NAME_TITLES = frozenset({"don", "dom", "mons"})
 # Polish "s." (siostra) and "o." (ojciec) are titles only with their dot: "O Neill" is a name.
 DOTTED_TITLES = frozenset({"s.", "o."})
 
 
-def _is_title(word: str, words_after: int) -> bool:
+def _is_title(word: str) -> bool:
     folded = word.casefold()
     bare = folded.rstrip(".")
     if bare in FIRST_NAME_TITLES:
-        return folded != bare or words_after >= 2
+        return folded != bare
     return bare in TITLES or folded in DOTTED_TITLES
 
 
 def public_name(name: str) -> str:
     """The first word of a name as typed, with any titles before it: "Sr. Mary Kelly" shows
     as "Sr. Mary", "Kovács Anna" as "Kovács", "王小明" whole."""
-    words = name.split()
     shown: list[str] = []
-    for index, word in enumerate(words):
+    for word in name.split():
         shown.append(word)
-        if not _is_title(word, len(words) - index - 1):
+        if not _is_title(word):
             break
     return " ".join(shown) or name
 

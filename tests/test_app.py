@@ -121,6 +121,42 @@ def test_a_database_never_upgraded_is_not_reported_healthy(
     assert "run flask db upgrade" in caplog.text
 
 
+@pytest.fixture
+def schema_at(app):
+    """Set the database's recorded migration for one test (restored after: on PostgreSQL
+    the next test shares the table)."""
+    from sqlalchemy import text
+
+    from microsite.models import db
+
+    def set_to(revision: str) -> None:
+        with app.app_context():
+            db.session.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": revision})
+            db.session.commit()
+
+    with app.app_context():
+        head = db.session.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    yield set_to
+    set_to(head)
+
+
+def test_a_database_one_release_behind_is_not_healthy_and_is_logged_once(
+    client: FlaskClient, schema_at, caplog: pytest.LogCaptureFixture
+) -> None:
+    schema_at("0005")
+    probes = [client.get("/healthz") for _ in range(3)]
+    assert [p.status_code for p in probes] == [503, 503, 503]
+    assert caplog.text.count("the database is not migrated (behind)") == 1
+
+
+def test_a_database_upgraded_by_a_newer_release_keeps_this_one_in_service(
+    client: FlaskClient, schema_at
+) -> None:
+    # A rolling deploy: `flask db upgrade` has run, and the old workers still serve.
+    schema_at("9999_from_a_newer_release")
+    assert client.get("/healthz").status_code == 200
+
+
 def test_a_page_failing_for_want_of_tables_tells_the_operator_the_command(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -162,6 +198,7 @@ def test_404_page_in_site_style(client: FlaskClient) -> None:
         ("/pledge/thanks/", "/pledge/thanks"),
         ("/donate/?currency=GBP", "/donate?currency=GBP"),
         ("/articles/any-slug/", "/articles/any-slug"),
+        ("/pledge/?q=é", "/pledge?q=%C3%A9"),
     ],
 )
 def test_an_address_copied_with_a_trailing_slash_still_arrives(

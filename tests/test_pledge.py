@@ -361,7 +361,10 @@ def test_the_form_says_what_showing_a_pledge_shows(client: FlaskClient) -> None:
         ("Sr.", "Sr."),
         # First names that are titles elsewhere never bring a surname with them.
         ("Don Smith", "Don"),
-        ("Don Luigi Ciotti", "Don Luigi"),
+        ("Don Smith Jr.", "Don"),
+        ("Don Kelly (Dublin)", "Don"),
+        ("Don Luigi Ciotti", "Don"),
+        ("Don. Luigi Ciotti", "Don. Luigi"),
         ("Dom Pereira", "Dom"),
         ("Dom. Columba Marmion", "Dom. Columba"),
         ("Pere Puig", "Pere"),

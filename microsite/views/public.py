@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from ..content import Article
 from ..forms import PledgeForm
-from ..models import db, schema_head, schema_version
+from ..models import db, schema_state
 from ..pledges import public_summary
 
 bp = Blueprint("public", __name__)
@@ -29,13 +29,15 @@ def _article_page(slug: str) -> str:
     """An article from site/content beside the forms; the site's 404 for an unknown slug."""
     home = slug == current_app.config["HOME_ARTICLE"]
     found = current_app.extensions["content"].get(slug)
-    if found is None and home:
-        current_app.logger.error(
+    if home:
+        _tell_once(
+            "home_article",
+            "missing" if found is None else None,
             "content: the home article %r (HOME_ARTICLE) is not in %s or cannot be "
             "rendered; the home page shows the forms alone",
             slug, current_app.config["CONTENT_DIR"],
         )  # fmt: skip
-        found = STAND_IN
+        found = found or STAND_IN
     if found is None:
         abort(404)
     return render_template(
@@ -69,7 +71,24 @@ def healthz() -> tuple[dict[str, str], int]:
     except Exception:
         current_app.logger.exception("health check: database unreachable")
         return {"status": "error", "database": "unreachable"}, 503
-    if schema_version() != schema_head():
-        current_app.logger.error("health check: the database is not migrated: run flask db upgrade")
+    state = schema_state()
+    _tell_once(
+        "schema",
+        state if state in ("missing", "behind") else None,
+        "health check: the database is not migrated (%s): run flask db upgrade",
+        state,
+    )
+    if state in ("missing", "behind"):
         return {"status": "error", "database": "not migrated: run flask db upgrade"}, 503
+    # "ahead": upgraded for a newer release while this one still serves (a rolling deploy,
+    # or a rollback); migrations add to the schema, so this code still works on it.
     return {"status": "ok"}, 200
+
+
+def _tell_once(topic: str, problem: str | None, message: str, *args: object) -> None:
+    """Log a problem once when it starts, not on every request (or health probe) while it
+    lasts; once it is over, the next time it starts is logged again."""
+    told: dict[str, str | None] = current_app.extensions.setdefault("told", {})
+    if problem is not None and told.get(topic) != problem:
+        current_app.logger.error(message, *args)
+    told[topic] = problem
