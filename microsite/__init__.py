@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 from . import config as settings
 from .content import ContentLibrary
 from .extensions import csrf, db, limiter, migrate
+from .models import schema_state
 
 __all__ = ["create_app"]
 
@@ -188,12 +189,21 @@ def _without_trailing_slash() -> str | None:
 
 
 def _hint_at_missing_schema(cause: BaseException | None) -> None:
-    """After a failure for want of a table, tell the operator the one command that fixes it."""
-    missing = "no such table" in str(cause) or type(getattr(cause, "orig", None)).__name__ == (
-        "UndefinedTable"
-    )
-    if isinstance(cause, SQLAlchemyError) and missing:
+    """After a database error, if the schema is behind this code (a missing table or
+    column), tell the operator the one command that fixes it."""
+    if not isinstance(cause, SQLAlchemyError):
+        return
+    try:
+        db.session.rollback()
+        state = schema_state()
+    except SQLAlchemyError:
+        return  # the database itself is the trouble; its error is logged already
+    if state == "missing":
         current_app.logger.error("the database has no tables for this site: run flask db upgrade")
+    elif state == "behind":
+        current_app.logger.error(
+            "the database is behind this release's schema: run flask db upgrade"
+        )
 
 
 def register_error_handlers(app: Flask) -> None:

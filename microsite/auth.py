@@ -189,8 +189,7 @@ def session_owner() -> AdminUser | None:
 
 def session_admin() -> AdminUser | None:
     """The admin this request's session belongs to, if it is still valid; else clear it."""
-    admin_id = session.get("admin_id")
-    if admin_id is None:
+    if session.get("admin_id") is None:
         return None
     now = int(time.time())
     config = current_app.config
@@ -198,14 +197,8 @@ def session_admin() -> AdminUser | None:
     absolute = int(config["ADMIN_ABSOLUTE_HOURS"]) * 3600
     started = int(session.get("admin_started", 0))
     seen = int(session.get("admin_seen", 0))
-    admin = db.session.get(AdminUser, admin_id)
-    if (
-        admin is None
-        or not admin.active
-        or session.get("admin_version") != admin.session_version
-        or now - seen > idle
-        or now - started > absolute
-    ):
+    admin = session_owner()
+    if admin is None or now - seen > idle or now - started > absolute:
         session.clear()
         return None
     session["admin_seen"] = now

@@ -99,7 +99,7 @@ def render_markdown(text: str, source: str = "") -> str:
     remote_images: list[str] = []
 
     def keep_local_images(tag: str, attribute: str, value: str) -> str | None:
-        if tag == "img" and attribute == "src" and _is_remote(value.strip()):
+        if tag == "img" and attribute == "src" and _is_remote(value):
             remote_images.append(value)
             return None
         return value

@@ -315,6 +315,10 @@ def _migrations() -> tuple[str | None, frozenset[str]]:
     return scripts.get_current_head(), frozenset(r.revision for r in scripts.walk_revisions())
 
 
+# Schema states in which this code cannot work until `flask db upgrade` is run.
+NEEDS_UPGRADE = frozenset({"missing", "behind"})
+
+
 def schema_state() -> str:
     """Where the database's schema stands against this code's migrations: "current";
     "missing" (never upgraded) or "behind" (`flask db upgrade` not yet run for this

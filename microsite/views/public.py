@@ -7,7 +7,7 @@ from sqlalchemy import text
 
 from ..content import Article
 from ..forms import PledgeForm
-from ..models import db, schema_state
+from ..models import NEEDS_UPGRADE, db, schema_state
 from ..pledges import public_summary
 
 bp = Blueprint("public", __name__)
@@ -74,11 +74,11 @@ def healthz() -> tuple[dict[str, str], int]:
     state = schema_state()
     _tell_once(
         "schema",
-        state if state in ("missing", "behind") else None,
+        state if state in NEEDS_UPGRADE else None,
         "health check: the database is not migrated (%s): run flask db upgrade",
         state,
     )
-    if state in ("missing", "behind"):
+    if state in NEEDS_UPGRADE:
         return {"status": "error", "database": "not migrated: run flask db upgrade"}, 503
     # "ahead": upgraded for a newer release while this one still serves (a rolling deploy,
     # or a rollback); migrations add to the schema, so this code still works on it.
