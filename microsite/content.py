@@ -8,6 +8,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import date
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -136,20 +137,47 @@ class Article:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+SUMMARY_LENGTH = 160
+_FIRST_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.DOTALL)
+_TAG = re.compile(r"<[^>]+>")
+
+
+def summary(html: str) -> str:
+    """A description for an article whose front matter gives none: its first paragraph as
+    plain text, cut at a word to about the length search engines and link previews show."""
+    match = _FIRST_PARAGRAPH.search(html)
+    if match is None:
+        return ""
+    text = " ".join(unescape(_TAG.sub("", match.group(1))).split())
+    if len(text) <= SUMMARY_LENGTH:
+        return text
+    return text[: SUMMARY_LENGTH - 1].rsplit(" ", 1)[0].rstrip(",;:") + "…"
+
+
+def image_address(value: str) -> str:
+    """The front matter's image as the page names it: another site's address as given, a
+    path on this site as given ("/static/hall.jpg"), a bare file name under site/static."""
+    value = value.strip()
+    if not value or "://" in value or value.startswith("/"):
+        return value
+    return "/static/" + value
+
+
 def load_article(path: Path) -> Article:
     # utf-8-sig: a file saved with a byte-order mark (as some Windows editors do) keeps
     # its front matter.
     post = frontmatter.load(str(path), encoding="utf-8-sig")
     meta = dict(post.metadata)
     published = meta.get("date")
+    html = render_markdown(post.content, source=path.name)
     return Article(
         slug=str(meta.get("slug") or path.stem),
         title=str(meta.get("title") or path.stem.replace("-", " ").capitalize()),
-        html=render_markdown(post.content, source=path.name),
-        description=str(meta.get("description", "")),
+        html=html,
+        description=str(meta.get("description") or "").strip() or summary(html),
         date=published if isinstance(published, date) else None,
         author=str(meta.get("author", "")),
-        image=str(meta.get("image", "")),
+        image=image_address(str(meta.get("image") or "")),
         event=str(meta.get("event", "")),
         meta=meta,
     )

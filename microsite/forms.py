@@ -9,8 +9,9 @@ from typing import Any
 
 import pycountry
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app
+from flask import current_app, request
 from flask_wtf import FlaskForm
+from werkzeug.datastructures import CombinedMultiDict
 from wtforms import (
     BooleanField,
     DateField,
@@ -28,7 +29,7 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional, Va
 from .auth import MAX_PASSWORD_LENGTH
 from .models import PRAYER_RHYTHM_LABELS, Frequency
 from .money import donation_settings, format_money, parse_amount, to_minor
-from .text import multi_line, one_line
+from .text import looks_like_an_address, multi_line, one_line
 
 CONSENT_TEXT = (
     "I agree that RENATE may keep my name, email address and this pledge, which shows my "
@@ -88,9 +89,17 @@ def strip(value: str | None) -> str | None:
 
 class SiteForm(FlaskForm):
     """The base of every form here: every text field cleaned and trimmed before it is
-    validated (a password is taken exactly as typed)."""
+    validated (a password is taken exactly as typed), and read from the form's fields only.
+
+    Flask-WTF mixes uploaded files in with the fields; no form here takes a file, and a
+    field sent as one would reach the cleaners as a file, or tick a box.
+    """
 
     class Meta(FlaskForm.Meta):
+        def wrap_formdata(self, form: Any, formdata: Any) -> Any:
+            data = super().wrap_formdata(form, formdata)
+            return request.form if isinstance(data, CombinedMultiDict) else data
+
         def bind_field(self, form: Any, unbound_field: Any, options: dict[str, Any]) -> Any:
             cleaner = {TextAreaField: multi_line, PasswordField: None}.get(
                 unbound_field.field_class, one_line
@@ -110,6 +119,18 @@ class HasLetters:
     def __call__(self, form: FlaskForm, field: StringField) -> None:
         if field.data and not any(unicodedata.category(ch)[0] in "LN" for ch in field.data):
             raise ValidationError(self.message)
+
+
+class NotAnAddress:
+    """A name, not an email or web address typed in the name's box: such a name would be
+    shown, as typed, to every visitor when its owner asks to be named."""
+
+    def __call__(self, form: FlaskForm, field: StringField) -> None:
+        if field.data and looks_like_an_address(field.data):
+            raise ValidationError(
+                "This looks like an email or web address. Enter your name here; "
+                "your email address goes in its own box."
+            )
 
 
 class RealEmail:
@@ -134,6 +155,7 @@ class PledgeForm(SiteForm):
             DataRequired("Tell us your name, so we know who is praying."),
             Length(max=100, message="Your name can be at most 100 characters."),
             HasLetters("Tell us your name in letters, so we know who is praying."),
+            NotAnAddress(),
         ],
         # dir=auto: a name typed in Arabic or Hebrew reads right to left as it is typed.
         render_kw={"autocomplete": "name", "maxlength": 100, "dir": "auto"},

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .models import Pledge, db, utcnow
+from .text import looks_like_an_address
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,8 @@ def recent_public_pledgers(limit: int = 5) -> list[tuple[str, str | None]]:
 
     The first word, as typed, whatever it is (see public_name): in "Kovács Anna" the family
     name, in "王小明" the whole name. The form says so beside the box that agrees to it.
+    A name that is an email or web address is never shown: the form refuses one, but a
+    pledge stored before it did may hold one.
     """
     rows = db.session.execute(
         select(Pledge.name, Pledge.country)
@@ -125,7 +128,8 @@ def recent_public_pledgers(limit: int = 5) -> list[tuple[str, str | None]]:
         .order_by(Pledge.created_at.desc(), Pledge.id.desc())
         .limit(limit)
     )
-    return [(public_name(name), country) for name, country in rows]
+    shown = ((public_name(name), country) for name, country in rows)
+    return [(name, country) for name, country in shown if not looks_like_an_address(name)]
 
 
 def pledge_count() -> int:

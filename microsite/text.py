@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import unicodedata
 
+from email_validator import EmailNotValidError, validate_email
+
 # Direction overrides, embeddings and isolates reorder how the text around them is shown:
 # "Maria\u202eissoR" looks like "MariaRossi" but is not.
 _BIDI_CONTROLS = {chr(c) for c in (*range(0x202A, 0x202F), *range(0x2066, 0x206A))}
@@ -56,3 +58,26 @@ def multi_line(value: str | None) -> str | None:
         for ch in value
         if ch in "\n\t" or (unicodedata.category(ch) != "Cc" and ch not in _BIDI_CONTROLS)
     )
+
+
+def looks_like_an_address(value: str) -> bool:
+    """An email or web address, as people type one by mistake (or to advertise) where a
+    name belongs: "maria@example.org", "https://example.org", "www.example.org". Compared
+    in NFKC, so a full-width at sign counts too."""
+    folded = unicodedata.normalize("NFKC", value).casefold()
+    return "@" in folded or "://" in folded or any(w.startswith("www.") for w in folded.split())
+
+
+def stored_email(value: str) -> str:
+    """An email address in the form the site's forms store it: email_validator's normalised
+    form (the domain in Unicode and lower case, "xn--bcher-kva.example" as "bücher.example";
+    the local part in NFC). Text that is not an address comes back trimmed, as typed.
+
+    What staff type to find a person must meet what that person typed into a form, however
+    their mail program showed the address.
+    """
+    value = value.strip()
+    try:
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError:
+        return value

@@ -140,6 +140,45 @@ def content_dir(tmp_path: Path) -> Path:
     return folder
 
 
+def test_without_a_description_the_first_paragraph_describes_the_page(
+    make_app, content_dir: Path
+) -> None:
+    long = " ".join(["Sisters across Europe prayed together for the children"] * 6)
+    (content_dir / "vigil.md").write_text(
+        f"---\ntitle: A vigil\n---\n\nWe met *at dawn* & prayed.\n\n{long}\n"
+    )
+    (content_dir / "long.md").write_text(f"---\ntitle: Long\n---\n\n{long}.\n")
+    (content_dir / "empty.md").write_text("---\ntitle: Nothing yet\n---\n")
+    client = make_app(CONTENT_DIR=str(content_dir)).test_client()
+    vigil = client.get("/articles/vigil").text
+    assert '<meta name="description" content="We met at dawn &amp; prayed.">' in vigil
+    assert '<meta property="og:description" content="We met at dawn &amp; prayed.">' in vigil
+    shown = re.search(
+        r'<meta name="description" content="([^"]*)">', client.get("/articles/long").text
+    )
+    assert shown is not None
+    cut = shown.group(1)
+    assert cut.endswith("…") and len(cut) <= 160
+    assert long.startswith(cut[:-1]) and long[len(cut) - 1] == " "  # cut between words
+    assert 'name="description"' not in client.get("/articles/empty").text
+
+
+@pytest.mark.parametrize(
+    ("image", "shown"),
+    [
+        ("/static/hall.jpg", "http://localhost/static/hall.jpg"),
+        ("hall.jpg", "http://localhost/static/hall.jpg"),
+        ("https://renate-europe.net/hall.jpg", "https://renate-europe.net/hall.jpg"),
+    ],
+)
+def test_the_link_preview_image_is_found_however_it_is_written(
+    make_app, content_dir: Path, image: str, shown: str
+) -> None:
+    (content_dir / "vigil.md").write_text(f"---\ntitle: A vigil\nimage: {image}\n---\n\nHi.\n")
+    page = make_app(CONTENT_DIR=str(content_dir)).test_client().get("/articles/vigil").text
+    assert f'<meta property="og:image" content="{shown}">' in page
+
+
 def test_a_second_markdown_file_becomes_a_page(make_app, content_dir: Path) -> None:
     (content_dir / "prayer-day.md").write_text(
         "---\ntitle: A day of prayer\ndescription: Join us on 8 February.\n---\n\n"

@@ -438,3 +438,45 @@ def test_donate_page_fits_the_viewport(page: Any, live_server: Any) -> None:
     for path in ("/", "/donate"):
         page.goto(live_server.url + path)
         assert_fits_viewport(page)
+
+
+@pytest.mark.parametrize("app", [{"DONATION_CURRENCIES": "EUR,CHF"}], indirect=True)
+def test_amounts_in_a_currency_written_as_its_code_fit_their_buttons(
+    browser: Any, live_server: Any, app: Flask
+) -> None:
+    # 360 px: the narrowest common phone, four buttons to a row.
+    context = browser.new_context(viewport={"width": 360, "height": 740})
+    page = context.new_page()
+    try:
+        page.goto(live_server.url + "/donate")
+        page.select_option("#currency", "CHF")
+        labels = page.locator(".amount-choice:visible label")
+        assert [" ".join(t.split()) for t in labels.all_inner_texts()] == [
+            "CHF 10", "CHF 25", "CHF 50", "CHF 100",
+        ]  # fmt: skip
+        overflowing = labels.evaluate_all(
+            "labels => labels.filter(l => l.scrollWidth > l.clientWidth).map(l => l.innerText)"
+        )
+        assert overflowing == []
+        assert_fits_viewport(page)
+    finally:
+        context.close()
+
+
+def test_the_chosen_amount_and_frequency_show_in_high_contrast_mode(
+    browser: Any, live_server: Any
+) -> None:
+    # Windows' high-contrast themes repaint every button alike unless the page says otherwise.
+    context = browser.new_context(forced_colors="active")
+    page = context.new_page()
+    try:
+        page.goto(live_server.url + "/donate")
+        page.click("label[for=amount-1]")
+        look = "l => getComputedStyle(l).backgroundColor"
+        chosen = page.eval_on_selector("label[for=amount-1]", look)
+        others = {page.eval_on_selector(f"label[for=amount-{n}]", look) for n in (0, 2, 3)}
+        assert len(others) == 1 and chosen not in others
+        once = page.eval_on_selector("label[for=frequency-0]", look)
+        assert once != page.eval_on_selector("label[for=frequency-1]", look)
+    finally:
+        context.close()

@@ -6,6 +6,8 @@ import re
 
 import pytest
 
+from microsite.forms import CONSENT_VERSION
+from microsite.models import Pledge, db, utcnow
 from tests.browser import assert_fits_viewport
 
 pytestmark = pytest.mark.browser
@@ -100,6 +102,21 @@ def test_focus_is_visible(page, live_server) -> None:
 def test_page_fits_the_viewport(page, live_server, path: str) -> None:
     page.goto(live_server.url + path)
     assert_fits_viewport(page)
+
+
+def test_a_long_public_name_wraps_instead_of_widening_the_page(page, live_server, app) -> None:
+    # One word as long as the name box takes, shown to every visitor once its owner agrees.
+    with app.app_context():
+        db.session.add(
+            Pledge(name="Marie" + "x" * 95, email="m@example.org", email_key="m@example.org",
+                   rhythm="daily", show_publicly=True, consent_version=CONSENT_VERSION,
+                   consented_at=utcnow())
+        )  # fmt: skip
+        db.session.commit()
+    for path in ("/", "/pledge", "/pledge/thanks"):
+        page.goto(live_server.url + path)
+        assert "Mariexxx" in page.inner_text(".recent")
+        assert_fits_viewport(page)
 
 
 def test_every_request_stays_on_the_site(page, live_server) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import html as html_lib
 import http.client
+import io
 import re
 import unicodedata
 from collections.abc import Callable
@@ -194,6 +195,67 @@ def test_json_is_not_a_way_round_the_form(app: Flask, client: FlaskClient) -> No
     assert response.status_code == 415
     assert "takes only its own form" in response.text
     assert count(app) == 0
+
+
+@pytest.mark.parametrize("field", ["name", "email", "intention", "consent"])
+def test_a_field_sent_as_a_file_is_not_taken_for_it(
+    app: Flask, client: FlaskClient, field: str
+) -> None:
+    # No form here takes a file: one sent in a field's place is as if the field were left
+    # empty. A required one is asked for again; consent is never given by a file.
+    token = csrf_token(client.get("/pledge").text)
+    data = {"csrf_token": token, **{k: v for k, v in VALID.items() if k != field}}
+    data[field] = (io.BytesIO(b"x"), "a.txt")
+    response = client.post("/pledge", data=data, content_type="multipart/form-data")
+    if field == "intention":
+        assert response.status_code == 303
+        assert not pledges(app)[0].intention
+    else:
+        assert response.status_code == 422
+        assert count(app) == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "maria.rossi@example.org",
+        "Maria maria@example.org",
+        "maria\uff20example.org",  # a full-width at sign
+        "https://casino.example/win",
+        "www.casino.example",
+    ],
+)
+def test_an_email_or_web_address_is_not_taken_for_a_name(
+    app: Flask, client: FlaskClient, name: str
+) -> None:
+    response = post_form(client, "/pledge", {**VALID, "name": name, "show_publicly": "y"})
+    assert response.status_code == 422
+    assert "This looks like an email or web address. Enter your name here" in response.text
+    assert html_lib.escape(name) in response.text  # what they typed is kept to correct
+    assert count(app) == 0
+
+
+def test_an_address_stored_as_a_name_is_never_shown_to_visitors(
+    app: Flask, client: FlaskClient
+) -> None:
+    with app.app_context():
+        for n, name in enumerate(["maria@example.org", "https://casino.example", "Anna Nowak"]):
+            db.session.add(
+                Pledge(
+                    name=name,
+                    email=f"p{n}@example.org",
+                    email_key=f"p{n}@example.org",
+                    rhythm="daily",
+                    show_publicly=True,
+                    consent_version=CONSENT_VERSION,
+                    consented_at=datetime.now(UTC),
+                )
+            )
+        db.session.commit()
+    home = client.get("/").text
+    assert "<bdi>Anna</bdi>" in home
+    assert "maria@example.org" not in home
+    assert "casino" not in home
 
 
 def test_a_chunked_oversized_body_gets_413_over_real_http(app: Flask, live_server) -> None:

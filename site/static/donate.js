@@ -126,6 +126,9 @@
   function update() {
     var cur = info();
     form.querySelectorAll(".cur-sym").forEach(function (el) { el.textContent = cur.symbol; });
+    form.querySelectorAll(".amount-grid").forEach(function (el) {
+      el.classList.toggle("code-symbol", cur.symbol.trim().length > 1);
+    });
     form.querySelectorAll(".cur-code").forEach(function (el) { el.textContent = currency.value; });
     form.querySelectorAll(".fee-fixed").forEach(function (el) { el.textContent = cur.fixed; });
     if (!example) { return; }
