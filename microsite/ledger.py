@@ -30,6 +30,7 @@ from .models import (
     db,
     utcnow,
 )
+from .money import STRIPE_MAX_MINOR
 
 # Where the donation's reference travels in every Stripe object that carries metadata.
 REFERENCE_KEY = "donation_reference"
@@ -106,11 +107,32 @@ UNMATCHED = "unmatched"
 Applied = tuple[str, Donation | None]
 
 
+# Stripe's ids are a few dozen characters; the columns that keep them take 255.
+MAX_ID_LENGTH = 255
+
+
 def _id(value: Any) -> str | None:
     """A Stripe id whether the field holds the id or the expanded object."""
     if isinstance(value, dict):
         value = value.get("id")
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH else None
+
+
+def _amount(value: Any) -> int | None:
+    """An amount in minor units as Stripe sends one: a whole number it could charge."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= STRIPE_MAX_MINOR:
+        return value
+    return None
+
+
+def _currency(value: Any, default: str) -> str | None:
+    """An ISO 4217 code in upper case, the default when none is given; None when the field
+    holds something that is not a currency code."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha():
+        return value.upper()
+    return None
 
 
 def _metadata_reference(*metadatas: Any) -> str | None:
@@ -173,12 +195,12 @@ def _record_payment(donation: Donation, ref: str | None, amount: Any, currency: 
     "counted", "known" (counted before), "none" (nothing to count), or the payment's
     currency when it is not the gift's: kept as a payment, but never added to the total.
     """
-    if not ref or not isinstance(amount, int) or amount <= 0:
+    amount, code = _amount(amount), _currency(currency, donation.currency)
+    if not ref or not amount or code is None:
         return "none"
     known = select(DonationPayment.id).where(DonationPayment.stripe_ref == ref)
     if db.session.scalar(known) is not None:
         return "known"
-    code = str(currency or donation.currency).upper()
     db.session.add(DonationPayment(donation=donation, stripe_ref=ref, amount=amount, currency=code))
     # stripe_ref is unique: if another event is recording this payment right now, stop here.
     db.session.flush()
@@ -209,7 +231,7 @@ def _mark_paid(donation: Donation) -> None:
 
 def _session_donation(session: dict[str, Any]) -> Donation | None:
     return _find_donation(
-        _metadata_reference(session.get("metadata")) or session.get("client_reference_id"),
+        _metadata_reference(session.get("metadata")) or _id(session.get("client_reference_id")),
         session=_id(session.get("id")),
     )
 
@@ -300,13 +322,15 @@ def _charge_donation(charge: dict[str, Any], *, lock: bool = True) -> Donation |
 
 
 def on_charge_refunded(charge: dict[str, Any]) -> Applied:
-    charge_id, refunded = _id(charge.get("id")), charge.get("amount_refunded")
-    if charge_id is None or not isinstance(refunded, int):
+    charge_id, refunded = _id(charge.get("id")), _amount(charge.get("amount_refunded"))
+    if charge_id is None or refunded is None:
         return "ignored", None
     donation = _charge_donation(charge)
     if donation is None:
         return UNMATCHED, None
-    code = str(charge.get("currency") or donation.currency).upper()
+    code = _currency(charge.get("currency"), donation.currency)
+    if code is None:
+        return "ignored: no currency", None
     # The charge's amount_refunded is its running total: keep the largest seen per charge,
     # and the gift's refunded amount is their sum, in whatever order the events arrive.
     record = db.session.get(ChargeRefund, charge_id)
@@ -348,17 +372,23 @@ def on_charge_refunded(charge: dict[str, Any]) -> Applied:
 
 def _invoice_subscription(invoice: dict[str, Any]) -> tuple[str | None, Any]:
     """The subscription id and its metadata, where older and newer API versions put them."""
-    parent = invoice.get("parent") or {}
+    parent = invoice.get("parent")
     details = parent.get("subscription_details") if isinstance(parent, dict) else None
-    details = details or invoice.get("subscription_details") or {}
+    if not isinstance(details, dict):
+        details = invoice.get("subscription_details")
+    if not isinstance(details, dict):
+        details = {}
     subscription = _id(invoice.get("subscription")) or _id(details.get("subscription"))
     return subscription, details.get("metadata")
 
 
 def _invoice_reference(invoice: dict[str, Any]) -> str | None:
     _, metadata = _invoice_subscription(invoice)
-    lines = (invoice.get("lines") or {}).get("data") or [{}]
-    return _metadata_reference(metadata, lines[0].get("metadata"), invoice.get("metadata"))
+    lines = invoice.get("lines")
+    data = lines.get("data") if isinstance(lines, dict) else None
+    first = data[0] if isinstance(data, list) and data else None
+    line_metadata = first.get("metadata") if isinstance(first, dict) else None
+    return _metadata_reference(metadata, line_metadata, invoice.get("metadata"))
 
 
 def _invoice_donation(invoice: dict[str, Any], *, lock: bool = True) -> Donation | None:

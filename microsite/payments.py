@@ -246,13 +246,21 @@ class CheckoutUnavailable(Exception):
     """
 
     def __init__(
-        self, status: int, reference: str, request_id: str | None, *, passing: bool = True
+        self,
+        status: int,
+        reference: str,
+        request_id: str | None,
+        *,
+        passing: bool = True,
+        too_small: bool = False,
     ) -> None:
         super().__init__(f"checkout unavailable for donation {reference}")
         self.status = status
         self.reference = reference
         self.request_id = request_id
         self.passing = passing
+        # Below Stripe's smallest charge in the gift's currency: the donor can put it right.
+        self.too_small = too_small
 
 
 DEDICATION_LABELS = {"honour": "In honour of", "memory": "In memory of"}
@@ -282,6 +290,7 @@ def record_donation(data: DonationInput) -> Donation:
 # Noted on a gift when Stripe refused to start its Checkout (a wrong key, a bad parameter).
 REFUSED_NOTE = "Stripe refused the checkout: "
 # Noted on a gift when Stripe answered with a server error, followed by that request's id.
+TOO_SMALL_NOTE = "Below Stripe's smallest charge; the donor was asked for more. In "
 SERVER_ERROR_NOTE = "Stripe answered a server error to request "
 
 
@@ -417,12 +426,16 @@ def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
     # Stripe answers 409 while another request with the same idempotency key is still
     # running (a second click while Stripe is slow): the next try finds the first's answer.
     in_progress = status == 409
+    # Stripe's smallest charge is known here for its main currencies only (STRIPE_MINIMUMS);
+    # in another, a small gift is the first to find it. The donor is asked for more.
+    too_small = getattr(exc, "code", None) == "amount_too_small"
     # Any other 4xx but a rate limit answers the same way however often it is asked.
     refused = (
         isinstance(exc, stripe.StripeError)
         and isinstance(status, int)
         and 400 <= status < 500
         and not in_progress
+        and not too_small
         and not isinstance(exc, stripe.RateLimitError)
     )
     current_app.logger.log(
@@ -437,6 +450,8 @@ def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
     donation.advance(DonationStatus.NOT_STARTED)
     if isinstance(status, int) and status >= 500 and _safe_request_id(request_id):
         donation.failure_reason = SERVER_ERROR_NOTE + request_id
+    elif too_small:
+        donation.failure_reason = TOO_SMALL_NOTE + donation.currency
     elif refused:
         # Kept on the gift so the admin overview shows it: it will not pass by itself.
         reason = getattr(exc, "user_message", None) or type(exc).__name__
@@ -444,7 +459,11 @@ def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
     db.session.commit()
     busy = in_progress or isinstance(exc, stripe.APIConnectionError | stripe.RateLimitError)
     raise CheckoutUnavailable(
-        503 if busy else 502, donation.reference, request_id, passing=not refused
+        422 if too_small else 503 if busy else 502,
+        donation.reference,
+        request_id,
+        passing=not refused,
+        too_small=too_small,
     ) from exc
 
 
@@ -489,6 +508,10 @@ def verify_event(payload: bytes, header: str | None) -> dict[str, Any]:
     if not secret:
         current_app.logger.error("webhook refused: STRIPE_WEBHOOK_SECRET is not set")
         raise BadWebhook("no webhook secret configured")
+    # Stripe's header is ASCII; the stripe library's comparison raises TypeError on
+    # anything else, which a stranger could send.
+    if header is not None and not header.isascii():
+        raise BadWebhook("signature: header is not ASCII")
     try:
         stripe.WebhookSignature.verify_header(payload, header, secret, SIGNATURE_TOLERANCE)
     except stripe.SignatureVerificationError as exc:
@@ -509,6 +532,7 @@ def verify_event(payload: bytes, header: str | None) -> dict[str, Any]:
     if not (
         isinstance(event, dict)
         and isinstance(event.get("id"), str)
+        and 0 < len(event["id"]) <= ledger.MAX_ID_LENGTH
         and isinstance(event.get("type"), str)
         and isinstance(event.get("data"), dict)
         and isinstance(event["data"].get("object"), dict)

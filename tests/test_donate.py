@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -276,6 +277,36 @@ def test_a_failed_customer_call_gives_the_same_calm_page_and_no_session(
     assert "stripe request id" in caplog.text
 
 
+@pytest.mark.parametrize(
+    ("choice", "field_id"),
+    [({"amount": "other", "other_amount": "1"}, "other_amount"), ({"amount": "10"}, "amount")],
+)
+def test_a_gift_below_stripes_smallest_charge_asks_the_donor_for_more(
+    make_app, stripe_config, fake_stripe: FakeStripe, choice: dict[str, str], field_id: str
+) -> None:
+    # A currency whose smallest charge this site does not know: Stripe is the first to say.
+    app = make_app(**stripe_config, DONATION_CURRENCIES="EUR,UAH")
+    client = app.test_client()
+    fake_stripe.fail_next(
+        400,
+        {"type": "invalid_request_error", "code": "amount_too_small",
+         "message": "The Checkout Session's total amount due must add up to at least $0.50 usd"},
+        path="/v1/checkout/sessions",
+    )  # fmt: skip
+    data = {"frequency": "one_time", "currency": "UAH", "message": "Слава", **choice}
+    response = post_form(client, "/donate", data)
+    assert response.status_code == 422
+    page = unescape(response.text)
+    assert "is less than our payment provider, Stripe, can take in UAH." in page
+    assert f'id="{field_id}-error"' in response.text
+    assert "Слава" in page  # the donor's choices are kept
+    [gift] = donations(app)
+    assert gift.status == DonationStatus.NOT_STARTED
+    assert "asked for more" in gift.failure_reason
+    # Not a refusal that needs someone to put the settings right.
+    assert "Stripe refused" not in gift.failure_reason
+
+
 class SlowCustomers(FakeStripe):
     """Stripe taking `seconds` (on a clock of the test's own) to make each Customer."""
 
@@ -434,6 +465,23 @@ def test_other_amount_is_read_as_decimal_and_stored_in_cents(
     )
     assert response.status_code == 303
     assert donations(stripe_app)[0].amount == minor
+
+
+@pytest.mark.parametrize("field", ["other_amount", "donor_email", "dedication_name", "message"])
+def test_a_field_sent_as_a_file_is_as_if_left_empty(
+    stripe_app: Flask, stripe_client: FlaskClient, field: str
+) -> None:
+    token = csrf_token(stripe_client.get("/donate").text)
+    data = {"csrf_token": token, **ONE_TIME, field: (io.BytesIO(b"42"), "a.txt")}
+    response = stripe_client.post("/donate", data=data, content_type="multipart/form-data")
+    assert response.status_code == 303
+    gift = donations(stripe_app)[0]
+    assert (gift.amount, gift.donor_email, gift.dedication_name, gift.message) == (
+        2500,
+        None,
+        None,
+        None,
+    )
 
 
 def test_an_amount_typed_in_wins_over_a_preset_left_selected(

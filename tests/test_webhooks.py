@@ -186,6 +186,16 @@ def _extra_timestamp(stamp: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
     return attack
 
 
+def _extra_signature(element: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A genuine signature followed by one more element."""
+
+    def attack(event: dict[str, Any]) -> dict[str, Any]:
+        payload = json.dumps(event).encode()
+        return {"event": payload, "signature": sign(payload) + "," + element}
+
+    return attack
+
+
 def _tampered(event: dict[str, Any]) -> dict[str, Any]:
     payload = json.dumps(event).encode()
     return {"event": payload.replace(b"2500", b"9900"), "signature": sign(payload)}
@@ -203,6 +213,10 @@ def _tampered(event: dict[str, Any]) -> dict[str, Any]:
         pytest.param(lambda ev: {"event": ev, "timestamp": int(time.time()) + 3600}, id="future"),
         pytest.param(_extra_timestamp("soon"), id="genuine-plus-unreadable-timestamp"),
         pytest.param(_extra_timestamp("9" * 5000), id="genuine-plus-huge-timestamp"),
+        # Header bytes beyond ASCII arrive as Latin-1 text, which the stripe library's
+        # comparison cannot take.
+        pytest.param(lambda ev: {"event": ev, "signature": "t=1,v1=\xe9"}, id="not-ascii"),
+        pytest.param(_extra_signature("v1=caf\xe9"), id="genuine-plus-not-ascii"),
     ],
 )
 def test_unsigned_or_badly_signed_events_change_nothing(
@@ -224,6 +238,86 @@ def test_a_signed_body_that_is_not_an_event_is_400(
 ) -> None:
     assert send_event(body).status_code == 400
     assert events(stripe_app) == {}
+
+
+def test_a_signed_event_with_an_id_longer_than_stripe_makes_is_400(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
+) -> None:
+    event = make_event("checkout.session.completed", session_object(*one_time))
+    assert send_event({**event, "id": "evt_" + "x" * 300}).status_code == 400
+    assert donation(stripe_app).status == DonationStatus.OPEN
+    assert events(stripe_app) == {}
+
+
+# Signed events whose fields hold what no Stripe API version sends: each is answered (and
+# recorded), none is a 500, and none moves the gift or counts money.
+_ODD_MONTHLY = [
+    {"parent": "sub_x"},
+    {"parent": {"subscription_details": "sub_x"}},
+    {"parent": None, "subscription_details": "x"},
+    {"parent": None, "subscription": 5},
+    {"parent": None, "subscription": "s" * 300},
+    {"parent": None, "lines": "x"},
+    {"parent": None, "lines": []},
+    {"parent": None, "lines": {"data": {"a": 1}}},
+    {"parent": None, "lines": {"data": ["x"]}},
+]
+
+
+@pytest.mark.parametrize("changes", _ODD_MONTHLY, ids=[str(c) for c in _ODD_MONTHLY])
+def test_an_invoice_of_an_odd_shape_changes_nothing(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str], changes: dict[str, Any]
+) -> None:
+    response = send_event(make_event("invoice.paid", invoice(None, "in_test_odd", **changes)))
+    assert response.status_code == 200
+    assert donation(stripe_app).status == DonationStatus.OPEN
+    assert payments(stripe_app) == []
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        # Found by nothing but the odd reference (the session id is no gift's).
+        {"id": "cs_test_other", "metadata": "x", "client_reference_id": {"a": 1}},
+        {"id": "cs_test_other", "metadata": None, "client_reference_id": ["a"]},
+        {"id": "cs_test_other", "metadata": None, "client_reference_id": 5},
+        {"amount_total": 2500.0},
+        {"amount_total": True},
+        {"amount_total": 10**12},
+        {"currency": "euro"},
+        {"currency": ["eur"]},
+    ],
+    ids=str,
+)
+def test_a_completion_of_an_odd_shape_counts_no_money(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str], changes: dict[str, Any]
+) -> None:
+    obj = session_object(*one_time, **changes)
+    response = send_event(make_event("checkout.session.completed", obj))
+    assert response.status_code == 200
+    assert payments(stripe_app) == []
+    assert donation(stripe_app).amount_received == 0
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"amount_refunded": 5.5},
+        {"amount_refunded": 10**12},
+        {"currency": 978},
+        {"metadata": None, "payment_intent": None, "customer": ["x"]},
+    ],
+    ids=str,
+)
+def test_a_refund_of_an_odd_shape_changes_nothing(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str], changes: dict[str, Any]
+) -> None:
+    reference, session_id = one_time
+    send_event(make_event("checkout.session.completed", session_object(reference, session_id)))
+    odd = {**charge(2500, True, metadata={"donation_reference": reference}), **changes}
+    assert send_event(make_event("charge.refunded", odd)).status_code == 200
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_refunded) == (DonationStatus.PAID, 0)
 
 
 def test_without_a_webhook_secret_nothing_is_accepted(

@@ -140,9 +140,24 @@ def _go_to_checkout(donation: Donation) -> Response | tuple[str, int]:
     try:
         url = start_checkout(donation, success_url=success_url, cancel_url=cancel_url)
     except CheckoutUnavailable as exc:
+        if exc.too_small:
+            return _form_page(_asked_for_more(donation), exc.status)
         page = render_template("donate/unavailable.html", donation=donation, passing=exc.passing)
         return page, exc.status
     return redirect(url, code=303)
+
+
+def _asked_for_more(donation: Donation) -> DonationForm:
+    """The donor's form again, told beside the amount that Stripe takes no charge that small
+    in this currency."""
+    form = _form_for(donation)
+    field = form.other_amount if form.amount.data == OTHER_AMOUNT else form.amount
+    field.errors = [
+        f"{format_money(donation.amount + donation.fee_covered, donation.currency)} is less "
+        f"than our payment provider, Stripe, can take in {donation.currency}. "
+        "Please choose a larger amount."
+    ]
+    return form
 
 
 def _form_page(form: DonationForm, status: int = 200, **extra: object) -> tuple[str, int]:
