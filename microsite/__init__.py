@@ -220,8 +220,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(429)
     def too_many(error: HTTPException):
-        current = limiter.current_limit
-        retry = max(1, int(current.reset_at - time.time())) if current else None
+        spent = [limit.reset_at for limit in limiter.current_limits if limit.breached]
+        retry = max(1, int(max(spent) - time.time())) if spent else None
         body, code = render_error(
             429,
             message=(

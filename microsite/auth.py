@@ -22,7 +22,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
 from .models import AdminUser, db, utcnow
-from .text import one_line
+from .text import one_line, stored_email
 
 MIN_PASSWORD_LENGTH = 12
 # The sign-in form takes no more than this, so a longer password could never be used.
@@ -52,8 +52,9 @@ class AccountError(ValueError):
 
 def normalise_email(email: str) -> str:
     """An admin's address as accounts, limits and cookies compare it: cleaned as the sign-in
-    form cleans it, so an invisible character cannot make a new name for one account."""
-    return (one_line(email) or "").strip().casefold()
+    form cleans it, so an invisible character cannot make a new name for one account, and
+    written as the account was made (see stored_email), however a mail program showed it."""
+    return stored_email(one_line(email) or "").casefold()
 
 
 def check_password(password: str) -> None:

@@ -6,8 +6,9 @@ import getpass
 import os
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager, suppress
 from datetime import date, datetime
+from typing import BinaryIO
 
 import click
 from flask import Flask
@@ -112,20 +113,39 @@ def _write(export: exports.Export, output: str | None) -> None:
         actor = SHELL_ACTOR
     body = exports.stream_csv(export, actor=actor, via="shell")
     if output in (None, "-"):
-        stream = sys.stdout.buffer
-        for chunk in body:
-            stream.write(chunk)
-        stream.flush()
+        _copy(body, sys.stdout.buffer, "to standard output")
         return
     # Personal data: a new file is readable by its owner only (an existing one keeps its mode).
     try:
         fd = os.open(output, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600)
     except OSError as error:
+        body.close()  # never started: nothing was exported, and nothing is audited
         raise click.ClickException(f"cannot write {output}: {error.strerror}.") from None
-    with os.fdopen(fd, "wb") as fh:
-        for chunk in body:
-            fh.write(chunk)
+    fh = os.fdopen(fd, "wb")
+    try:
+        _copy(body, fh, f"to {output}")
+    finally:
+        # Every chunk was flushed as written; a failed one was reported already.
+        with suppress(OSError):
+            fh.close()
     click.echo(f"Wrote {export.name} to {output}.", err=True)
+
+
+def _copy(body: Iterator[bytes], stream: BinaryIO, where: str) -> None:
+    """Write each chunk out before asking for the next. An export that the disk, the pipe
+    or Ctrl-C stops ends there, and the audit log records it as stopped before the end."""
+    with closing(body):
+        try:
+            for chunk in body:
+                stream.write(chunk)
+                stream.flush()
+        except OSError as error:
+            if stream is sys.stdout.buffer:
+                # The reader went away (| head): nothing more can reach it, at exit either.
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            reason = error.strerror or type(error).__name__
+            message = f"the export stopped: cannot write {where}: {reason}."
+            raise click.ClickException(message) from None
 
 
 _since = click.option(

@@ -9,6 +9,8 @@ from .security import rate_limit_key
 
 migrate = Migrate()
 csrf = CSRFProtect()
-limiter = Limiter(key_func=rate_limit_key)
+# Every limit on a route is checked, not only up to the first one spent: the 429 page tells
+# the wait for the longest of those spent, so that trying again then gets in.
+limiter = Limiter(key_func=rate_limit_key, fail_on_first_breach=False)
 
 __all__ = ["csrf", "db", "limiter", "migrate"]

@@ -30,6 +30,7 @@ from .models import (
 from .money import donation_settings, exponent, to_major
 from .payments import REFUSED_NOTE
 from .pledges import email_key
+from .text import stored_email
 
 # Money that reached us: a gift counts once paid, and stays counted if later ended.
 RECEIVED = (DonationStatus.PAID, DonationStatus.ENDED, DonationStatus.REFUNDED)
@@ -97,7 +98,7 @@ def filter_pledges(query: Select[Any], filters: PledgeFilters) -> Select[Any]:
         query = query.where(
             or_(
                 Pledge.name.icontains(filters.q, autoescape=True),
-                Pledge.email_key.contains(email_key(filters.q), autoescape=True),
+                Pledge.email_key.contains(email_key(stored_email(filters.q)), autoescape=True),
             )
         )
     query = _dates(query, Pledge.created_at, filters.since, filters.until)
@@ -118,7 +119,7 @@ def filter_donations(query: Select[Any], filters: DonationFilters) -> Select[Any
         query = query.where(
             or_(
                 Donation.donor_name.icontains(filters.q, autoescape=True),
-                Donation.donor_email.icontains(filters.q.strip(), autoescape=True),
+                Donation.donor_email.icontains(stored_email(filters.q), autoescape=True),
                 # Donors are shown the reference's first 8 characters; they may quote those.
                 Donation.reference.startswith(filters.q.strip().lower(), autoescape=True)
                 if len(filters.q.strip()) >= 8
@@ -363,7 +364,9 @@ class Person:
 
 
 def find_person(email: str) -> Person:
-    """The pledge and donations made with this email address, whatever its case."""
+    """The pledge and donations made with this email address, whatever its case, and
+    however the address was written (see stored_email)."""
+    email = stored_email(email)
     key = email_key(email)
     pledge = db.session.scalar(select(Pledge).where(Pledge.email_key == key))
     # How a database's lower() treats letters beyond ASCII depends on its build and

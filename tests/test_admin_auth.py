@@ -334,6 +334,24 @@ def test_repeated_failures_from_one_client_get_429_saying_when(make_app) -> None
     assert limited.headers["Cache-Control"] == "no-store"
 
 
+def test_when_both_limits_are_spent_the_wait_given_is_the_longer(make_app, time_machine) -> None:
+    app = make_app(LOGIN_RATE_LIMIT="3 per 15 minutes", LOGIN_ACCOUNT_RATE_LIMIT="2 per minute")
+    with app.app_context():
+        auth.create_admin(ADMIN_EMAIL, ADMIN_PASSWORD)
+    time_machine.move_to(_at(0), tick=False)
+    client = app.test_client()
+    for email in (ADMIN_EMAIL, ADMIN_EMAIL, "other@example.org"):
+        assert sign_in(client, email=email, password="guessing a password").status_code == 401
+    limited = sign_in(client, password="guessing a password")
+    assert limited.status_code == 429
+    wait = _retry_seconds(limited.text)
+    assert 60 < wait <= 15 * 60 + 1
+    assert int(limited.headers["Retry-After"]) == wait
+    # Told to wait that long, the admin who does gets in.
+    time_machine.move_to(_at(0) + timedelta(seconds=wait), tick=False)
+    assert sign_in(client).status_code == 303
+
+
 def test_repeated_failures_for_one_account_are_throttled_but_not_for_long(
     make_app, time_machine
 ) -> None:

@@ -317,6 +317,17 @@ def test_any_page_number_answers_without_an_error(
     assert response.status_code == 200, (url, page)
 
 
+def test_a_page_past_the_end_leads_back_to_the_list(admin_client: FlaskClient, add_pledge) -> None:
+    for n in range(51):
+        add_pledge(f"Pledger {n}", f"p{n}@example.org", country="IT")
+    html = admin_client.get("/admin/pledges?page=7&country=IT").text
+    assert "There is no page 7: the list has 2 pages." in html
+    assert 'href="/admin/pledges?page=2&amp;country=IT">Go to the last page</a>' in html
+    one_page = admin_client.get("/admin/pledges?page=3&country=FR").text
+    assert "No pledges match these filters." in one_page
+    assert "There is no page" not in one_page  # nothing to go back to
+
+
 def test_search_text_is_not_kept_in_the_audit_log(admin_client: FlaskClient, some_pledges) -> None:
     export = admin_client.get("/admin/pledges.csv?q=maria&country=IT")
     assert "Maria Rossi" in export.get_data().decode("utf-8-sig")

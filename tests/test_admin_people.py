@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -18,6 +19,7 @@ from sqlalchemy import event, func, select
 
 from microsite.models import AuditLog, Donation, Pledge, db
 from tests.admin_fixtures import lookup, page_token
+from tests.helpers import post_form
 
 EMAIL = "Maria.Rossi@Example.org"
 
@@ -285,6 +287,33 @@ def test_erasure_finds_donations_whatever_the_case_of_a_non_ascii_address(
         kept = db.session.scalar(select(Donation).where(Donation.reference == other))
         assert kept.donor_email == "zoë.strasse@example.de"
         assert db.session.scalar(select(func.count(Pledge.id))) == 0
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"),
+    [
+        # A mail program may show an international domain in its ASCII form...
+        ("ana@xn--bcher-kva.example", "ana@bücher.example"),
+        # ...or give an accent as a letter and a combining mark (as pasted on a Mac).
+        (unicodedata.normalize("NFD", "josé@example.org"), "josé@example.org"),
+    ],
+)
+def test_a_person_is_found_and_erased_however_their_address_is_written(
+    app: Flask, client: FlaskClient, admin_client: FlaskClient, add_donation, typed, stored
+) -> None:
+    pledged = post_form(
+        client, "/pledge", {"name": "Ana", "email": typed, "rhythm": "daily", "consent": "y"}
+    )
+    assert pledged.status_code == 303
+    add_donation(donor_name="Ana Gift", donor_email=stored)
+    found = lookup(admin_client, typed).text
+    assert "No pledge and no donation" not in found
+    assert "Ana Gift" in found
+    assert "Ana" in admin_client.get("/admin/pledges", query_string={"q": typed}).text
+    assert erase(admin_client, typed, email=typed).status_code == 303
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Pledge.id))) == 0
+        assert db.session.scalar(select(Donation.donor_email)) is None
 
 
 def test_the_person_page_shows_what_stripe_holds(admin_client: FlaskClient, maria) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,10 +16,12 @@ from flask.testing import FlaskClient, FlaskCliRunner
 from sqlalchemy import select
 
 from microsite import auth
-from microsite.models import AdminUser, AuditLog, db
+from microsite.forms import CONSENT_VERSION
+from microsite.models import AdminUser, AuditLog, Pledge, db, utcnow
 from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD, sign_in
 
 PASSWORD = "a long enough password"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def admins(app: Flask) -> list[AdminUser]:
@@ -115,6 +120,28 @@ def test_set_password(app: Flask, runner: FlaskCliRunner, admin_account) -> None
     assert sign_in(app.test_client(), password=new).status_code == 303
 
 
+@pytest.mark.parametrize(
+    ("created", "used"),
+    [
+        ("anna@xn--mnchen-3ya.de", "anna@xn--mnchen-3ya.de"),
+        ("anna@münchen.de", "ANNA@xn--MNCHEN-3ya.de"),
+    ],
+)
+def test_an_account_with_an_international_domain_answers_to_either_spelling(
+    app: Flask, runner: FlaskCliRunner, created: str, used: str
+) -> None:
+    password, new = "correct horse battery", "another long password"
+    assert (
+        runner.invoke(
+            args=["admin", "create", created], input=f"{password}\n{password}\n"
+        ).exit_code
+        == 0
+    )
+    result = runner.invoke(args=["admin", "set-password", used], input=f"{new}\n{new}\n")
+    assert result.exit_code == 0, result.output
+    assert sign_in(app.test_client(), email=used, password=new).status_code == 303
+
+
 def test_commands_about_an_unknown_admin_say_so(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["admin", "disable", "ghost@example.org"])
     assert result.exit_code == 1
@@ -185,6 +212,68 @@ def test_export_into_a_folder_that_does_not_exist_says_so(runner: FlaskCliRunner
     assert result.exit_code == 1
     assert f"Error: cannot write {output}: No such file or directory." in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def _exports_audited(app: Flask) -> list[tuple[int, dict]]:
+    with app.app_context():
+        entries = db.session.scalars(select(AuditLog).where(AuditLog.action == "export_pledges"))
+        return [(entry.row_count, json.loads(entry.details)) for entry in entries]
+
+
+def test_an_export_onto_a_full_disk_says_so_and_is_audited_as_stopped(
+    app: Flask, runner: FlaskCliRunner, add_pledge
+) -> None:
+    add_pledge("Zoë Brontë", "zoe@example.org")
+    result = runner.invoke(args=["export", "pledges", "--output", "/dev/full"])
+    assert result.exit_code == 1
+    assert (
+        "Error: the export stopped: cannot write to /dev/full: No space left on device."
+        in result.output
+    )
+    assert not isinstance(result.exception, OSError)
+    [(rows, details)] = _exports_audited(app)
+    assert (rows, details["complete"], details["via"]) == (0, "no", "shell")
+
+
+def test_an_export_into_a_pipe_closed_early_is_audited_as_stopped(
+    app: Flask, database_uri: str, tmp_path: Path
+) -> None:
+    # A real pipe, as in "flask export pledges | head": the reader leaves after a few bytes.
+    with app.app_context():
+        db.session.add_all(
+            Pledge(name=f"Zoë {n}", email=f"z{n}@example.org", email_key=f"z{n}@example.org",
+                   rhythm="daily", consent_version=CONSENT_VERSION, consented_at=utcnow())
+            for n in range(5000)
+        )  # fmt: skip
+        db.session.commit()
+    script = (
+        "import sys; from flask.cli import ScriptInfo; from microsite import create_app; "
+        "from tests.conftest import base_config; "
+        "app = create_app(base_config(sys.argv[1], sys.argv[2])); "
+        "app.cli.main(['export', 'pledges'], prog_name='flask', "
+        "obj=ScriptInfo(create_app=lambda: app))"
+    )
+    args = [sys.executable, "-c", script, database_uri, str(tmp_path / "instance")]
+    with subprocess.Popen(
+        args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_no_settings()
+    ) as shell:
+        assert shell.stdout is not None and shell.stderr is not None
+        try:
+            assert shell.stdout.read(100).startswith("\ufeffPledged at (UTC),".encode())
+        finally:
+            shell.stdout.close()
+        errors = shell.stderr.read().decode()
+        assert shell.wait(timeout=60) == 1
+    assert "Error: the export stopped: cannot write to standard output: Broken pipe." in errors
+    assert "Traceback" not in errors and "Exception ignored" not in errors
+    [(rows, details)] = _exports_audited(app)
+    assert details["complete"] == "no"
+    assert 0 < rows < 5000
+
+
+def _no_settings() -> dict[str, str]:
+    """This environment without the site's own settings: the child takes the test's."""
+    return {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "SECRET_KEY")}
 
 
 def test_export_refuses_dates_that_end_before_they_start(
