@@ -290,8 +290,9 @@ def record_donation(data: DonationInput) -> Donation:
 # Noted on a gift when Stripe refused to start its Checkout (a wrong key, a bad parameter).
 REFUSED_NOTE = "Stripe refused the checkout: "
 # Noted on a gift when Stripe answered with a server error, followed by that request's id.
-TOO_SMALL_NOTE = "Below Stripe's smallest charge; the donor was asked for more. In "
 SERVER_ERROR_NOTE = "Stripe answered a server error to request "
+# Noted on a gift below Stripe's smallest charge in its currency, which the site did not know.
+TOO_SMALL_NOTE = "Below Stripe's smallest charge in {currency}; the donor was asked for more."
 
 
 def idempotency_key(donation: Donation, step: str = "checkout") -> str:
@@ -451,7 +452,7 @@ def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
     if isinstance(status, int) and status >= 500 and _safe_request_id(request_id):
         donation.failure_reason = SERVER_ERROR_NOTE + request_id
     elif too_small:
-        donation.failure_reason = TOO_SMALL_NOTE + donation.currency
+        donation.failure_reason = TOO_SMALL_NOTE.format(currency=donation.currency)
     elif refused:
         # Kept on the gift so the admin overview shows it: it will not pass by itself.
         reason = getattr(exc, "user_message", None) or type(exc).__name__

@@ -302,7 +302,10 @@ def test_a_gift_below_stripes_smallest_charge_asks_the_donor_for_more(
     assert "Слава" in page  # the donor's choices are kept
     [gift] = donations(app)
     assert gift.status == DonationStatus.NOT_STARTED
-    assert "asked for more" in gift.failure_reason
+    assert (
+        gift.failure_reason
+        == "Below Stripe's smallest charge in UAH; the donor was asked for more."
+    )
     # Not a refusal that needs someone to put the settings right.
     assert "Stripe refused" not in gift.failure_reason
 
