@@ -56,7 +56,7 @@ def register_extensions(app: Flask) -> None:
     except ModuleNotFoundError as missing:
         if missing.name not in ("psycopg", "psycopg2"):
             raise
-        raise RuntimeError(
+        raise settings.SettingsError(
             "DATABASE_URL is a PostgreSQL address, but PostgreSQL's driver is not installed: "
             "run pip install -e '.[postgres]'"
         ) from None
@@ -78,7 +78,7 @@ def check_sqlite_version(uri: str) -> None:
     """Stop at start, with what to do, on a SQLite too old to store a pledge."""
     if uri.startswith("sqlite") and sqlite3.sqlite_version_info < SQLITE_NEEDED:
         needed = ".".join(map(str, SQLITE_NEEDED))
-        raise RuntimeError(
+        raise settings.SettingsError(
             f"This Python uses SQLite {sqlite3.sqlite_version}; the site needs {needed} or "
             "newer. Use a newer Python build (python.org's and most current systems' have "
             "it), or set DATABASE_URL to a PostgreSQL database."

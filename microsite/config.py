@@ -13,6 +13,11 @@ from urllib.parse import urlsplit
 
 from limits import parse_many
 
+
+class SettingsError(RuntimeError):
+    """A setting the site cannot start with; the message says what to change."""
+
+
 logger = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,25 +96,29 @@ def _coerce(name: str, default: Any, raw: str) -> Any:
         word = raw.strip().lower()
         if word not in _TRUE | _FALSE:
             # A misspelt "ture" must not quietly mean off (SESSION_COOKIE_SECURE, say).
-            raise ValueError(f"{name} must be 1 or 0 (or true/false, yes/no, on/off), not {raw!r}")
+            raise SettingsError(
+                f"{name} must be 1 or 0 (or true/false, yes/no, on/off), not {raw!r}"
+            )
         return word in _TRUE
     if isinstance(default, int):
         try:
             return int(raw)
         except ValueError:
-            raise ValueError(f"{name} must be a whole number, not {raw!r}") from None
+            raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
     # A value read from a file (a mounted secret) often ends with a newline.
     return raw.strip()
 
 
-def _warn_of_misspelt_settings(environ: Any) -> None:
+def _warn_of_misspelt_settings(names: Any, where: str = "") -> None:
     """Name a variable that looks like a mistyped setting: otherwise it is just ignored."""
-    for name in environ:
+    for name in names:
         if name in DEFAULTS or name in NOT_SETTINGS:
             continue
         close = difflib.get_close_matches(name, DEFAULTS, n=1, cutoff=0.85)
         if close:
-            logger.warning("%s is not a setting of this site; did you mean %s?", name, close[0])
+            logger.warning(
+                "%s%s is not a setting of this site; did you mean %s?", name, where, close[0]
+            )
 
 
 def _check_rate_limits(config: dict[str, Any]) -> None:
@@ -119,7 +128,7 @@ def _check_rate_limits(config: dict[str, Any]) -> None:
         except ValueError:
             parsed = []
         if not parsed:
-            raise ValueError(
+            raise SettingsError(
                 f"{name} must be limits like '10 per minute' or '20 per minute;200 per day', "
                 f"not {config[name]!r}"
             )
@@ -138,7 +147,7 @@ def _instance_secret_key(instance: Path) -> str:
             instance.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=".secret_key.", dir=instance)  # mode 0600
         except OSError as error:
-            raise RuntimeError(
+            raise SettingsError(
                 f"cannot write a secret key into {instance} ({error.strerror}). Set SECRET_KEY "
                 f"in the environment (make one with: {MAKE_A_KEY}), or let the site write there."
             ) from None
@@ -152,8 +161,25 @@ def _instance_secret_key(instance: Path) -> str:
             os.unlink(tmp)
     key = path.read_text().strip()
     if not key:
-        raise RuntimeError(f"{path} is empty: delete it to have a new key made, or set SECRET_KEY")
+        raise SettingsError(f"{path} is empty: delete it to have a new key made, or set SECRET_KEY")
     return key
+
+
+def _read_settings_file(path: Path) -> dict[str, Any]:
+    """The upper-case names an instance/settings.py sets, its mistakes told as settings errors."""
+    namespace: dict[str, Any] = {}
+    try:
+        exec(compile(path.read_text(), str(path), "exec"), namespace)  # noqa: S102
+    except SyntaxError as error:
+        raise SettingsError(
+            f"{path}, line {error.lineno}: {error.msg}. It is Python: a setting reads like "
+            'SITE_NAME = "RENATE", text in quotes, numbers without.'
+        ) from None
+    except Exception as error:  # whatever it raised, the site cannot start with it
+        raise SettingsError(f"{path} stopped with {type(error).__name__}: {error}") from None
+    found = {name: value for name, value in namespace.items() if name.isupper()}
+    _warn_of_misspelt_settings(found, where=f" in {path.name}")
+    return found
 
 
 def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -161,9 +187,7 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
     config: dict[str, Any] = dict(DEFAULTS)
     settings_file = instance / "settings.py"
     if settings_file.is_file():
-        namespace: dict[str, Any] = {}
-        exec(compile(settings_file.read_text(), str(settings_file), "exec"), namespace)  # noqa: S102
-        config.update({k: v for k, v in namespace.items() if k.isupper()})
+        config.update(_read_settings_file(settings_file))
     if test_config is None:
         for name, default in DEFAULTS.items():
             if name in os.environ:
@@ -174,14 +198,14 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
     _check_rate_limits(config)
     for name in AT_LEAST_ONE:
         if int(config[name]) < 1:
-            raise ValueError(f"{name} must be 1 or more, like {DEFAULTS[name]}")
+            raise SettingsError(f"{name} must be 1 or more, like {DEFAULTS[name]}")
     # Settings used as they are, in signatures and in addresses given to Stripe: a stray
     # space or newline would refuse every webhook or break every return address.
     for name in ("SITE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):
         config[name] = str(config[name] or "").strip()
     site = urlsplit(config["SITE_URL"])
     if config["SITE_URL"] and (site.scheme not in ("http", "https") or not site.hostname):
-        raise ValueError(
+        raise SettingsError(
             "SITE_URL must be the site's public address with its https://, like "
             f"https://donate.example.org, not {config['SITE_URL']!r}"
         )
@@ -199,7 +223,7 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = _instance_secret_key(instance)
     elif len(str(config["SECRET_KEY"])) < MIN_SECRET_KEY_LENGTH:
-        raise ValueError(
+        raise SettingsError(
             f"SECRET_KEY is shorter than {MIN_SECRET_KEY_LENGTH} characters: a short or "
             "placeholder key can be guessed, and with it anyone can sign themselves in as "
             f"an admin. Make one with: {MAKE_A_KEY}"

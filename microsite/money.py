@@ -15,8 +15,10 @@ from typing import Any
 import pycountry
 from flask import current_app
 
+from .config import SettingsError
 
-class StripeSettingsError(RuntimeError):
+
+class StripeSettingsError(SettingsError):
     """The Stripe settings would make the site take money it should not, or none at all."""
 
 

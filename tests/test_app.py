@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
 from microsite import create_app
-from microsite.config import load
+from microsite.config import DEFAULTS, SettingsError, load
 from tests.conftest import base_config
 from tests.helpers import post_form
 from tests.test_pledge import VALID
 
 # A SECRET_KEY as an operator sets one: long enough to be accepted.
 KEY = "from-env-a-key-of-32-characters-or-more"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_secret_key_is_generated_once_and_kept(tmp_path: Path, monkeypatch) -> None:
@@ -180,7 +184,7 @@ def test_a_postgresql_url_without_its_driver_says_what_to_install(
         return real_import(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", without_psycopg)
-    with pytest.raises(RuntimeError, match=r"pip install -e '\.\[postgres\]'"):
+    with pytest.raises(SettingsError, match=r"pip install -e '\.\[postgres\]'"):
         create_app(base_config("postgresql+psycopg://nobody@127.0.0.1/none", tmp_path))
 
 
@@ -252,7 +256,46 @@ def test_app_py_only_creates_the_app() -> None:
         if not isinstance(node, ast.Import | ast.ImportFrom)
         and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
     ]
-    assert [ast.unparse(node) for node in statements] == ["app = create_app()"]
+    # Its one statement makes the app, or says which setting keeps it from starting.
+    [guarded] = statements
+    assert isinstance(guarded, ast.Try)
+    assert [ast.unparse(node) for node in guarded.body] == ["app = create_app()"]
+    assert [ast.unparse(handler.type) for handler in guarded.handlers] == ["SettingsError"]
+
+
+def _environment_with(**settings: str) -> dict[str, str]:
+    """This environment with none of the site's own settings but those given."""
+    env = {k: v for k, v in os.environ.items() if k not in DEFAULTS}
+    return env | settings
+
+
+def test_a_setting_the_site_cannot_start_with_is_said_without_a_traceback(
+    tmp_path: Path,
+) -> None:
+    env = _environment_with(SECRET_KEY="changeme", DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+    started = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "routes"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert started.returncode == 3
+    assert started.stderr.startswith("The site cannot start: SECRET_KEY is shorter than 32")
+    assert "Traceback" not in started.stderr
+
+
+def test_gunicorn_stops_on_a_refused_setting_instead_of_restarting_workers(
+    tmp_path: Path,
+) -> None:
+    # A worker that exits 3 tells gunicorn's master the app cannot boot, so it shuts down.
+    env = _environment_with(
+        SECRET_KEY=KEY, DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}", STRIPE_SECRET_KEY="sk_live_x"
+    )
+    server = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "app:app", "--bind", "127.0.0.1:0"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert server.returncode == 3
+    assert server.stderr.count("The site cannot start: STRIPE_SECRET_KEY is a live key") == 1
+    assert "Traceback" not in server.stderr
 
 
 def test_405_says_which_methods_are_allowed(client: FlaskClient) -> None:
@@ -265,7 +308,7 @@ def test_an_empty_key_file_is_never_used_as_the_secret_key(tmp_path: Path, monke
     # What a second worker could read while the first was still writing the key.
     monkeypatch.delenv("SECRET_KEY", raising=False)
     (tmp_path / "secret_key").write_text("")
-    with pytest.raises(RuntimeError, match="secret_key"):
+    with pytest.raises(SettingsError, match="secret_key"):
         load(tmp_path, None)
 
 
@@ -313,7 +356,7 @@ def test_a_short_or_placeholder_secret_key_stops_the_start(
 ) -> None:
     # Whoever guesses the key can sign a cookie that opens the admin area.
     monkeypatch.setenv("SECRET_KEY", key)
-    with pytest.raises(ValueError, match="SECRET_KEY is shorter than 32 characters") as refused:
+    with pytest.raises(SettingsError, match="SECRET_KEY is shorter than 32 characters") as refused:
         load(tmp_path, None)
     assert "secrets.token_hex(32)" in str(refused.value)
 
@@ -352,7 +395,7 @@ def test_a_mistyped_setting_stops_the_start_with_its_name(
 ) -> None:
     monkeypatch.setenv("SECRET_KEY", KEY)
     monkeypatch.setenv(name, value)
-    with pytest.raises(ValueError, match=re.escape(said)):
+    with pytest.raises(SettingsError, match=re.escape(said)):
         load(tmp_path, None)
 
 
@@ -369,6 +412,27 @@ def test_a_misspelt_setting_name_is_pointed_out(
     assert "STRIPE_TEST_SECRET_KEY" not in caplog.text
 
 
+def test_a_mistake_in_the_instance_settings_file_names_its_line(tmp_path: Path) -> None:
+    (tmp_path / "settings.py").write_text('SITE_NAME = "RENATE"\nSITE_URL = https://x.org\n')
+    with pytest.raises(SettingsError, match=r"settings\.py, line 2: invalid syntax"):
+        load(tmp_path, None)
+    (tmp_path / "settings.py").write_text("SITE_NAME = RENATE\n")
+    with pytest.raises(SettingsError, match=r"settings\.py stopped with NameError: name 'RENATE'"):
+        load(tmp_path, None)
+
+
+def test_a_misspelt_name_in_the_instance_settings_file_is_pointed_out(
+    tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", KEY)
+    (tmp_path / "settings.py").write_text('CONTACT_EMAL = "office@renate.example"\n')
+    load(tmp_path, None)
+    assert (
+        "CONTACT_EMAL in settings.py is not a setting of this site; did you mean CONTACT_EMAIL?"
+        in caplog.text
+    )
+
+
 def test_an_instance_folder_the_site_cannot_write_says_what_to_do(
     tmp_path: Path, monkeypatch
 ) -> None:
@@ -380,7 +444,7 @@ def test_an_instance_folder_the_site_cannot_write_says_what_to_do(
         raise PermissionError(30, "Read-only file system")
 
     monkeypatch.setattr("microsite.config.tempfile.mkstemp", refuse)
-    with pytest.raises(RuntimeError, match="cannot write a secret key into") as refused:
+    with pytest.raises(SettingsError, match="cannot write a secret key into") as refused:
         load(locked, None)
     assert "Read-only file system" in str(refused.value)
     assert "Set SECRET_KEY" in str(refused.value)
@@ -390,7 +454,7 @@ def test_a_sqlite_too_old_to_store_pledges_stops_the_start(tmp_path: Path, monke
     # Python uses the system's SQLite; before 3.35 every pledge would fail.
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
     monkeypatch.setattr(sqlite3, "sqlite_version", "3.31.1")
-    with pytest.raises(RuntimeError, match=r"SQLite 3\.31\.1; the site needs 3\.35 or newer"):
+    with pytest.raises(SettingsError, match=r"SQLite 3\.31\.1; the site needs 3\.35 or newer"):
         create_app(base_config(f"sqlite:///{tmp_path / 'renate.db'}", tmp_path))
     # A PostgreSQL database does not care which SQLite Python has.
     create_app(base_config("postgresql+psycopg://nobody@127.0.0.1/none", tmp_path))

@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 import microsite
 from microsite import config, create_app
-from microsite.config import DEFAULTS
+from microsite.config import DEFAULTS, SettingsError
 from microsite.models import Donation, DonationStatus, db
 from microsite.payments import LiveKeyRefused, StripeSettingsError
 from tests.helpers import post_form
@@ -321,7 +321,7 @@ def test_return_addresses_given_to_stripe_never_carry_a_stray_newline(
 
 @pytest.mark.parametrize("url", ["donate.example.org", "ftp://donate.example.org", "https://"])
 def test_a_site_url_without_its_scheme_and_host_stops_the_start(make_app, url: str) -> None:
-    with pytest.raises(ValueError, match="SITE_URL must be the site's public address"):
+    with pytest.raises(SettingsError, match="SITE_URL must be the site's public address"):
         make_app(SITE_URL=url)
 
 
