@@ -120,16 +120,16 @@ def recent_public_pledgers(limit: int = 5) -> list[tuple[str, str | None]]:
     The first word, as typed, whatever it is (see public_name): in "Kovács Anna" the family
     name, in "王小明" the whole name. The form says so beside the box that agrees to it.
     A name that is an email or web address is never shown: the form refuses one, but a
-    pledge stored before it did may hold one.
+    pledge stored before it did may hold one, and the next name takes its place.
     """
     rows = db.session.execute(
         select(Pledge.name, Pledge.country)
         .where(Pledge.show_publicly.is_(True))
         .order_by(Pledge.created_at.desc(), Pledge.id.desc())
-        .limit(limit)
+        .limit(limit * 4)  # a few spare rows, for the addresses passed over
     )
     shown = ((public_name(name), country) for name, country in rows)
-    return [(name, country) for name, country in shown if not looks_like_an_address(name)]
+    return [(name, country) for name, country in shown if not looks_like_an_address(name)][:limit]
 
 
 def pledge_count() -> int:

@@ -238,8 +238,11 @@ def test_an_email_or_web_address_is_not_taken_for_a_name(
 def test_an_address_stored_as_a_name_is_never_shown_to_visitors(
     app: Flask, client: FlaskClient
 ) -> None:
+    names = ["Anna Nowak", "Bea", "Cleo", "Dora", "Eva", "Fran", "maria@example.org",
+             "https://casino.example"]  # fmt: skip
+    start = datetime(2026, 3, 1, tzinfo=UTC)
     with app.app_context():
-        for n, name in enumerate(["maria@example.org", "https://casino.example", "Anna Nowak"]):
+        for n, name in enumerate(names):  # the two addresses are the newest
             db.session.add(
                 Pledge(
                     name=name,
@@ -248,14 +251,17 @@ def test_an_address_stored_as_a_name_is_never_shown_to_visitors(
                     rhythm="daily",
                     show_publicly=True,
                     consent_version=CONSENT_VERSION,
-                    consented_at=datetime.now(UTC),
+                    consented_at=start,
+                    created_at=start + timedelta(minutes=n),
                 )
             )
         db.session.commit()
     home = client.get("/").text
-    assert "<bdi>Anna</bdi>" in home
     assert "maria@example.org" not in home
     assert "casino" not in home
+    # The five newest real names fill the list; the addresses take no place in it.
+    shown = re.findall(r'<span class="recent-name"><bdi>([^<]*)</bdi>', home)
+    assert shown == ["Fran", "Eva", "Dora", "Cleo", "Bea"]
 
 
 def test_a_chunked_oversized_body_gets_413_over_real_http(app: Flask, live_server) -> None:
