@@ -109,6 +109,20 @@ def _coerce(name: str, default: Any, raw: str) -> Any:
     return raw.strip()
 
 
+def _from_file(name: str, default: Any, value: Any) -> Any:
+    """A value from instance/settings.py, read as the environment's would be: text goes
+    through _coerce ("0" in quotes is off, not a non-empty string), and a true/false or
+    whole-number setting given as something else is refused."""
+    if isinstance(value, str):
+        return _coerce(name, default, value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise SettingsError(f'{name} must be True or False (or "1" or "0"), not {value!r}')
+    elif isinstance(default, int) and (isinstance(value, bool) or not isinstance(value, int)):
+        raise SettingsError(f"{name} must be a whole number, like {default}, not {value!r}")
+    return value
+
+
 def _warn_of_misspelt_settings(names: Any, where: str = "") -> None:
     """Name a variable that looks like a mistyped setting: otherwise it is just ignored."""
     for name in names:
@@ -179,6 +193,12 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"{path} stopped with {type(error).__name__}: {error}") from None
     found = {name: value for name, value in namespace.items() if name.isupper()}
     _warn_of_misspelt_settings(found, where=f" in {path.name}")
+    for name, default in DEFAULTS.items():
+        if name in found:
+            try:
+                found[name] = _from_file(name, default, found[name])
+            except SettingsError as error:
+                raise SettingsError(f"{path}: {error}") from None
     return found
 
 

@@ -433,6 +433,52 @@ def test_a_misspelt_name_in_the_instance_settings_file_is_pointed_out(
     )
 
 
+@pytest.mark.parametrize(
+    ("line", "name", "expected"),
+    [
+        ('ADMIN_IDLE_MINUTES = "15"', "ADMIN_IDLE_MINUTES", 15),
+        ('SESSION_COOKIE_SECURE = "no"', "SESSION_COOKIE_SECURE", False),
+        ('SESSION_COOKIE_SECURE = "1\\n"', "SESSION_COOKIE_SECURE", True),
+        ("SESSION_COOKIE_SECURE = True", "SESSION_COOKIE_SECURE", True),
+        ('TRUSTED_PROXIES = ""', "TRUSTED_PROXIES", 0),
+        ("TRUSTED_PROXIES = 2", "TRUSTED_PROXIES", 2),
+    ],
+)
+def test_the_instance_settings_file_is_read_like_the_environment(
+    tmp_path: Path, monkeypatch, line: str, name: str, expected: object
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", KEY)
+    monkeypatch.delenv(name, raising=False)
+    (tmp_path / "settings.py").write_text(line + "\n")
+    value = load(tmp_path, None)[name]
+    assert value == expected and type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        ('SESSION_COOKIE_SECURE = "ture"', "SESSION_COOKIE_SECURE must be 1 or 0"),
+        ("SESSION_COOKIE_SECURE = 1", "SESSION_COOKIE_SECURE must be True or False"),
+        ('STRIPE_ALLOW_LIVE = "2"', "STRIPE_ALLOW_LIVE must be 1 or 0"),
+        ("STRIPE_ALLOW_LIVE = [0]", "STRIPE_ALLOW_LIVE must be True or False"),
+        ('TRUSTED_PROXIES = "one"', "TRUSTED_PROXIES must be a whole number"),
+        ("ADMIN_IDLE_MINUTES = 2.5", "ADMIN_IDLE_MINUTES must be a whole number"),
+        ("ADMIN_IDLE_MINUTES = True", "ADMIN_IDLE_MINUTES must be a whole number"),
+    ],
+)
+def test_a_mistyped_value_in_the_instance_settings_file_stops_the_start(
+    tmp_path: Path, monkeypatch, line: str, said: str
+) -> None:
+    monkeypatch.setenv("SECRET_KEY", KEY)
+    for name in DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SECRET_KEY", KEY)
+    (tmp_path / "settings.py").write_text(line + "\n")
+    with pytest.raises(SettingsError, match=re.escape(said)) as refused:
+        load(tmp_path, None)
+    assert "settings.py" in str(refused.value)
+
+
 def test_an_instance_folder_the_site_cannot_write_says_what_to_do(
     tmp_path: Path, monkeypatch
 ) -> None:

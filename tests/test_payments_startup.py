@@ -114,6 +114,27 @@ def test_without_stripe_allow_live_in_the_environment_a_live_key_stops_the_start
         from_the_environment()
 
 
+@pytest.mark.parametrize("allow", ['"0"', '"false"', '""', "False"])
+def test_a_quoted_no_in_the_instance_settings_file_still_stops_a_live_key(
+    from_the_environment: Callable[[], Flask], monkeypatch, tmp_path: Path, allow: str
+) -> None:
+    # "0" in quotes is a non-empty string: taken as it was written, it let real money in.
+    monkeypatch.setenv("SITE_URL", "https://donate.example.org")
+    (tmp_path / "instance").mkdir()
+    (tmp_path / "instance" / "settings.py").write_text(f"STRIPE_ALLOW_LIVE = {allow}\n")
+    with pytest.raises(LiveKeyRefused, match="STRIPE_ALLOW_LIVE=1"):
+        from_the_environment()
+
+
+def test_a_quoted_yes_in_the_instance_settings_file_lets_a_live_key_start(
+    from_the_environment: Callable[[], Flask], monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SITE_URL", "https://donate.example.org")
+    (tmp_path / "instance").mkdir()
+    (tmp_path / "instance" / "settings.py").write_text('STRIPE_ALLOW_LIVE = "1"\n')
+    assert from_the_environment().extensions["stripe_mode"] == "live"
+
+
 @pytest.mark.parametrize("key", ["pk_test_abc123", "whsec_abc", "not-a-key"])
 def test_something_that_is_not_a_secret_key_is_refused(make_app, key: str) -> None:
     with pytest.raises(StripeSettingsError, match="should start with sk_test_"):
