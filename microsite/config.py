@@ -87,6 +87,14 @@ NOT_SETTINGS = {"STRIPE_API_KEY", "STRIPE_TEST_SECRET_KEY"}
 # Whole-number settings that make no sense below 1: a zero idle timeout would end every
 # admin session the moment it began, with no word of why.
 AT_LEAST_ONE = ("ADMIN_IDLE_MINUTES", "ADMIN_ABSOLUTE_HOURS")
+# The smallest request bodies the site can work with, in bytes. A donation or pledge form
+# filled to every field's limit in a non-Latin script, percent-encoded, comes near 12 KB;
+# Stripe's events run to several KB, an invoice's to tens. Below these, every form (or
+# every event) would be refused as too large.
+SMALLEST_BODY = {
+    "MAX_CONTENT_LENGTH": (16 * 1024, "a form filled in"),
+    "WEBHOOK_MAX_CONTENT_LENGTH": (64 * 1024, "Stripe's events"),
+}
 
 
 def _coerce(name: str, default: Any, raw: str) -> Any:
@@ -219,6 +227,17 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
     for name in AT_LEAST_ONE:
         if int(config[name]) < 1:
             raise SettingsError(f"{name} must be 1 or more, like {DEFAULTS[name]}")
+    if int(config["TRUSTED_PROXIES"]) < 0:
+        raise SettingsError(
+            "TRUSTED_PROXIES must be 0 or more: the number of reverse proxies in front of the "
+            "site, 0 when there are none"
+        )
+    for name, (smallest, what) in SMALLEST_BODY.items():
+        if int(config[name]) < smallest:
+            raise SettingsError(
+                f"{name} must be at least {smallest} (bytes): below that, {what} could be "
+                f"refused as too large. The default is {DEFAULTS[name]}."
+            )
     # Settings used as they are, in signatures and in addresses given to Stripe: a stray
     # space or newline would refuse every webhook or break every return address.
     for name in ("SITE_URL", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET"):

@@ -375,6 +375,14 @@ def test_the_usual_words_for_true_and_false_are_read(
     ("name", "value", "said"),
     [
         ("TRUSTED_PROXIES", "one", "TRUSTED_PROXIES must be a whole number"),
+        # Else the first request through a proxy would be a 500.
+        ("TRUSTED_PROXIES", "-1", "TRUSTED_PROXIES must be 0 or more"),
+        # Else every form, or every one of Stripe's events, would be refused as too large.
+        ("MAX_CONTENT_LENGTH", "0", "MAX_CONTENT_LENGTH must be at least 16384"),
+        ("MAX_CONTENT_LENGTH", "-5", "MAX_CONTENT_LENGTH must be at least 16384"),
+        ("MAX_CONTENT_LENGTH", "2048", "MAX_CONTENT_LENGTH must be at least 16384"),
+        ("WEBHOOK_MAX_CONTENT_LENGTH", "0", "WEBHOOK_MAX_CONTENT_LENGTH must be at least 65536"),
+        ("WEBHOOK_MAX_CONTENT_LENGTH", "4096", "WEBHOOK_MAX_CONTENT_LENGTH must be at least"),
         # Else every admin session would end the moment it began, with no word of why.
         ("ADMIN_IDLE_MINUTES", "0", "ADMIN_IDLE_MINUTES must be 1 or more"),
         ("ADMIN_IDLE_MINUTES", "-1", "ADMIN_IDLE_MINUTES must be 1 or more"),
@@ -523,6 +531,15 @@ def test_one_ipv6_network_shares_one_pledge_limit(make_app) -> None:
     elsewhere.environ_base["REMOTE_ADDR"] = "2001:db8:1:3::1"  # the next /64: someone else
     other = post_form(elsewhere, "/pledge", {**VALID, "email": "v6-x@example.org"})
     assert other.status_code == 303
+
+
+def test_a_request_through_each_trusted_proxy_is_served(make_app) -> None:
+    for hops in (0, 1, 2):
+        app = make_app(TRUSTED_PROXIES=hops)
+        page = app.test_client().get("/", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert page.status_code == 200
+    with pytest.raises(SettingsError, match="TRUSTED_PROXIES must be 0 or more"):
+        make_app(TRUSTED_PROXIES=-1)
 
 
 def test_a_forwarded_host_never_names_the_site(make_app) -> None:
