@@ -54,11 +54,16 @@ def register_extensions(app: Flask) -> None:
     try:
         db.init_app(app)
     except ModuleNotFoundError as missing:
-        if missing.name not in ("psycopg", "psycopg2"):
-            raise
+        if missing.name in ("psycopg", "psycopg2"):
+            raise settings.SettingsError(
+                "DATABASE_URL is a PostgreSQL address, but PostgreSQL's driver is not "
+                "installed: run pip install -e '.[postgres]'"
+            ) from None
+        # A driver named in the address (postgresql+asyncpg://, say) that is not here.
         raise settings.SettingsError(
-            "DATABASE_URL is a PostgreSQL address, but PostgreSQL's driver is not installed: "
-            "run pip install -e '.[postgres]'"
+            f"DATABASE_URL asks for the database driver {missing.name}, which is not "
+            "installed. Leave the driver out, as in postgresql://user:pass@host/db (the site "
+            "then uses psycopg: pip install -e '.[postgres]') or sqlite:///renate.db"
         ) from None
     migrate.init_app(app, db, directory=str(settings.ROOT / "migrations"))
     security.init_app(app)  # first: its body checks run before CSRF reads the form

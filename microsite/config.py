@@ -12,6 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from limits import parse_many
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 
 class SettingsError(RuntimeError):
@@ -210,6 +212,38 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
     return found
 
 
+# The databases this site is made and tested for, by SQLAlchemy's name for them.
+DATABASES = ("sqlite", "postgresql")
+DATABASE_EXAMPLE = "sqlite:///renate.db or postgresql://user:pass@host/db"
+
+
+def _database_uri(uri: str) -> str:
+    """The database address as SQLAlchemy takes it; SettingsError for one it cannot use.
+
+    Hosting platforms hand out postgres:// URLs, sometimes written Postgres://; SQLAlchemy
+    wants a lower-case scheme and a driver name.
+    """
+    scheme, sep, rest = uri.partition("://")
+    if sep:
+        scheme = scheme.lower()
+        uri = f"{scheme}://{rest}"
+    if scheme in ("postgres", "postgresql"):
+        uri = "postgresql+psycopg://" + rest
+    try:
+        backend = make_url(uri).get_backend_name()
+    except ArgumentError:
+        backend = ""
+    if not sep or not backend:
+        raise SettingsError(f"DATABASE_URL must be a database address like {DATABASE_EXAMPLE}")
+    if backend not in DATABASES:
+        # Only the scheme is told: the rest may hold a password.
+        raise SettingsError(
+            f"DATABASE_URL is a {scheme}:// address, but this site works with SQLite and "
+            f"PostgreSQL only: use an address like {DATABASE_EXAMPLE}"
+        )
+    return uri
+
+
 def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the app's settings from defaults, instance/settings.py, the environment, tests."""
     config: dict[str, Any] = dict(DEFAULTS)
@@ -255,10 +289,7 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
         config["SQLALCHEMY_DATABASE_URI"] = config["DATABASE_URL"] or (
             f"sqlite:///{instance / 'renate.db'}"
         )
-    uri: str = config["SQLALCHEMY_DATABASE_URI"]
-    # Hosting platforms hand out postgres:// URLs; SQLAlchemy wants a driver name.
-    if uri.startswith(("postgres://", "postgresql://")):
-        config["SQLALCHEMY_DATABASE_URI"] = "postgresql+psycopg://" + uri.split("://", 1)[1]
+    config["SQLALCHEMY_DATABASE_URI"] = _database_uri(str(config["SQLALCHEMY_DATABASE_URI"]))
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = _instance_secret_key(instance)
     elif len(str(config["SECRET_KEY"])) < MIN_SECRET_KEY_LENGTH:

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from flask import Flask
 from flask.testing import FlaskClient
 
 from microsite import create_app
@@ -186,6 +187,59 @@ def test_a_postgresql_url_without_its_driver_says_what_to_install(
     monkeypatch.setattr(builtins, "__import__", without_psycopg)
     with pytest.raises(SettingsError, match=r"pip install -e '\.\[postgres\]'"):
         create_app(base_config("postgresql+psycopg://nobody@127.0.0.1/none", tmp_path))
+
+
+def _start_with_database(url: str, tmp_path: Path, monkeypatch) -> Flask:
+    """create_app as a server starts it, with this DATABASE_URL in the environment."""
+    import microsite
+    from microsite import config
+
+    for name in DEFAULTS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(microsite, "load_dotenv", lambda *args, **kwargs: False)
+    monkeypatch.setattr(config, "INSTANCE", tmp_path / "instance")
+    monkeypatch.setenv("SECRET_KEY", KEY)
+    monkeypatch.setenv("DATABASE_URL", url)
+    return create_app()
+
+
+@pytest.mark.parametrize("url", ["garbage", "renate.db", "://nowhere"])
+def test_a_database_url_that_is_not_an_address_says_what_one_looks_like(
+    tmp_path: Path, monkeypatch, url: str
+) -> None:
+    with pytest.raises(SettingsError) as refused:
+        _start_with_database(url, tmp_path, monkeypatch)
+    assert str(refused.value) == (
+        "DATABASE_URL must be a database address like sqlite:///renate.db or "
+        "postgresql://user:pass@host/db"
+    )
+
+
+@pytest.mark.parametrize(
+    "url", ["mysql://renate:s3cret@db.example/renate", "mariadb+pymysql://u@h/db", "oracle://u@h"]
+)
+def test_a_database_the_site_does_not_support_is_named_at_start(
+    tmp_path: Path, monkeypatch, url: str
+) -> None:
+    with pytest.raises(SettingsError, match="works with SQLite and PostgreSQL") as refused:
+        _start_with_database(url, tmp_path, monkeypatch)
+    assert "s3cret" not in str(refused.value)
+
+
+def test_a_database_driver_that_is_not_installed_is_named_at_start(
+    tmp_path: Path, monkeypatch
+) -> None:
+    with pytest.raises(SettingsError, match="asyncpg, which is not installed") as refused:
+        _start_with_database("postgresql+asyncpg://u@127.0.0.1/db", tmp_path, monkeypatch)
+    assert "postgresql://" in str(refused.value)
+
+
+@pytest.mark.parametrize("scheme", ["Postgres", "POSTGRESQL", "postgres"])
+def test_a_postgresql_url_is_read_whatever_the_case_of_its_scheme(
+    tmp_path: Path, monkeypatch, scheme: str
+) -> None:
+    app = _start_with_database(f"{scheme}://u:p@db.example/renate", tmp_path, monkeypatch)
+    assert app.config["SQLALCHEMY_DATABASE_URI"] == "postgresql+psycopg://u:p@db.example/renate"
 
 
 def test_404_page_in_site_style(client: FlaskClient) -> None:
