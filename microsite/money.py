@@ -43,15 +43,37 @@ SPECIAL_RULES = {
 }
 
 
+# ISO 4217 lists more than money donors pay with. It keeps the codes beginning with X for
+# what is no country's money (gold, silver and other metals, units of account, XTS for
+# testing, XXX for "no currency"), except these, which are:
+X_CURRENCIES = frozenset({"XAF", "XCD", "XCG", "XOF", "XPF"})
+# And it lists fund codes, units that banks and governments count in, each beside the
+# money people pay with.
+FUND_CODES = {
+    "BOV": "BOB", "CHE": "CHF", "CHW": "CHF", "CLF": "CLP", "COU": "COP",
+    "MXV": "MXN", "USN": "USD", "UYI": "UYU", "UYW": "UYU",
+}  # fmt: skip
+
+
 def _currency(code: str, name: str) -> str:
     """A configured currency this site charges correctly; StripeSettingsError otherwise."""
     if not (len(code) == 3 and code.isascii() and code.isalpha()):
         raise StripeSettingsError(
             f"{name}: {code!r} is not a three-letter currency code like EUR or GBP"
         )
-    if pycountry.currencies.get(alpha_3=code) is None:
+    listed = pycountry.currencies.get(alpha_3=code)
+    if listed is None:
         raise StripeSettingsError(
             f"{name}: {code} is not a currency code (ISO 4217); check the spelling, like GBP"
+        )
+    if code in FUND_CODES:
+        raise StripeSettingsError(
+            f"{name}: {code} ({listed.name}) is a fund code that banks count in, not money "
+            f"donors pay with; use {FUND_CODES[code]}."
+        )
+    if code.startswith("X") and code not in X_CURRENCIES:
+        raise StripeSettingsError(
+            f"{name}: {code} ({listed.name}) is not money donors pay with; remove {code}."
         )
     if code in THREE_DECIMAL:
         raise StripeSettingsError(

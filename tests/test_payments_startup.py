@@ -273,6 +273,36 @@ def test_a_mistyped_currency_stops_the_start(make_app, code: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("code", "real"),
+    [("CHE", "CHF"), ("CHW", "CHF"), ("USN", "USD"), ("CLF", "CLP"), ("COU", "COP"),
+     ("MXV", "MXN"), ("UYI", "UYU"), ("UYW", "UYU"), ("BOV", "BOB")],
+)  # fmt: skip
+def test_a_fund_code_stops_the_start_and_names_the_money_it_goes_with(
+    make_app, code: str, real: str
+) -> None:
+    # ISO 4217 lists them, yet no donor pays in them: Stripe would refuse every such gift.
+    with pytest.raises(StripeSettingsError) as refused:
+        make_app(DONATION_CURRENCIES=f"EUR,{code}")
+    message = str(refused.value)
+    assert message.startswith(f"DONATION_CURRENCIES: {code} (")
+    assert "is a fund code" in message and message.endswith(f"use {real}.")
+
+
+@pytest.mark.parametrize("code", ["XXX", "XTS", "XAU", "XAG", "XPT", "XDR", "XBA", "XSU", "XUA"])
+def test_gold_testing_and_no_currency_codes_stop_the_start(make_app, code: str) -> None:
+    with pytest.raises(StripeSettingsError, match=f"{code} .* is not money donors pay with"):
+        make_app(DONATION_CURRENCIES=f"EUR,{code}")
+    with pytest.raises(StripeSettingsError, match=f"DONATION_DEFAULT_CURRENCY: {code} "):
+        make_app(DONATION_DEFAULT_CURRENCY=code)
+
+
+@pytest.mark.parametrize("code", ["XOF", "XAF", "XPF", "XCD"])
+def test_the_countries_money_among_the_x_codes_is_offered(make_app, code: str) -> None:
+    app = make_app(DONATION_CURRENCIES=f"EUR,{code}")
+    assert f'<option value="{code}">{code}</option>' in app.test_client().get("/donate").text
+
+
+@pytest.mark.parametrize(
     "url",
     [
         "billing.stripe.com/p/login/test_renate",
