@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import dataclass
 from typing import Any, NoReturn
@@ -60,14 +61,59 @@ def key_mode(key: str) -> str | None:
     if not key:
         return None
     if key.startswith(("sk_test_", "rk_test_")):
-        return "test"
-    if key.startswith(("sk_live_", "rk_live_")):
-        return "live"
-    raise StripeSettingsError(
-        "STRIPE_SECRET_KEY is not a Stripe secret key. It should start with sk_test_ "
-        "(or rk_test_ for a restricted key); you will find it in Stripe's dashboard under "
-        "Developers, API keys, with 'Test mode' switched on."
-    )
+        mode = "test"
+    elif key.startswith(("sk_live_", "rk_live_")):
+        mode = "live"
+    else:
+        raise StripeSettingsError(
+            "STRIPE_SECRET_KEY is not a Stripe secret key. It should start with sk_test_ "
+            "(or rk_test_ for a restricted key); you will find it in Stripe's dashboard under "
+            "Developers, API keys, with 'Test mode' switched on."
+        )
+    # After its prefix a key is letters, digits and underscores. Anything else came with a
+    # copy (a space, an ellipsis where it was cut short), and Stripe would refuse every
+    # call in a way that looks like the network failing.
+    prefix, rest = key[:8], key[8:]
+    odd = next((n for n, char in enumerate(rest) if not _KEY_CHARACTER.fullmatch(char)), None)
+    if not rest or odd is not None:
+        said = f"nothing after {prefix}" if not rest else _character_at(key, len(prefix) + odd)
+        raise StripeSettingsError(
+            f"STRIPE_SECRET_KEY has {said}, which no Stripe key has. Copy it again, whole, "
+            "from Stripe's dashboard (Developers, API keys)."
+        )
+    return mode
+
+
+_KEY_CHARACTER = re.compile(r"[A-Za-z0-9_]")
+_CHARACTER_NAMES = {" ": "a space", "\t": "a tab", "\n": "a line break", "\r": "a line break"}
+
+
+def _character_at(value: str, index: int) -> str:
+    """One character of a secret, told so that it can be found without showing the rest."""
+    char = value[index]
+    if char in _CHARACTER_NAMES:
+        told = _CHARACTER_NAMES[char]
+    elif char.isprintable() and not char.isspace():
+        told = f"'{char}'" + ("" if char.isascii() else f" (U+{ord(char):04X})")
+    else:
+        told = f"U+{ord(char):04X}"
+    return f"{told} at character {index + 1}"
+
+
+def check_webhook_secret(secret: str) -> None:
+    """Refuse a signing secret that could never match Stripe's signatures.
+
+    Stripe's own secrets are whsec_ and letters and digits; only what no secret can hold
+    (a space, a control character, anything beyond ASCII) is refused, a wrong beginning
+    only pointed out (see init_app).
+    """
+    odd = next((n for n, char in enumerate(secret) if not "!" <= char <= "~"), None)
+    if odd is not None:
+        raise StripeSettingsError(
+            f"STRIPE_WEBHOOK_SECRET has {_character_at(secret, odd)}, which no signing secret "
+            "has: every event would be refused. Copy it again, whole, from the webhook "
+            "endpoint in Stripe's dashboard, or from `stripe listen`."
+        )
 
 
 def init_app(app: Flask) -> None:
@@ -95,6 +141,7 @@ def init_app(app: Flask) -> None:
             "Host header. Set SITE_URL to the public address before the site is public."
         )
     portal = donor_portal_url(app.config["DONOR_PORTAL_URL"])
+    check_webhook_secret(str(app.config["STRIPE_WEBHOOK_SECRET"] or ""))
     app.extensions["stripe_mode"] = mode
     # Read once, so a mistyped amount or currency setting stops the start, not a donor.
     app.extensions["donation_settings"] = settings = read_donation_settings(app.config)

@@ -141,6 +141,56 @@ def test_something_that_is_not_a_secret_key_is_refused(make_app, key: str) -> No
         make_app(STRIPE_SECRET_KEY=key)
 
 
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("sk_test_51HabcDEF…", "'…' (U+2026) at character 18"),
+        ("sk_test_51Habc DEF", "a space at character 15"),
+        ("sk_test_51Habc\u200bDEF", "U+200B at character 15"),
+        ("rk_live_51Habc-DEF", "'-' at character 15"),
+        ("sk_test_", "nothing after sk_test_"),
+    ],
+)
+def test_a_secret_key_with_a_character_no_stripe_key_has_stops_the_start(
+    make_app, key: str, said: str
+) -> None:
+    # Copied cut short or with a space, it was taken, and every donation then failed as if
+    # Stripe could not be reached.
+    with pytest.raises(StripeSettingsError) as refused:
+        make_app(STRIPE_SECRET_KEY=key, STRIPE_ALLOW_LIVE=True, SITE_URL="https://d.example.org")
+    message = str(refused.value)
+    assert message.startswith("STRIPE_SECRET_KEY has ")
+    assert said in message
+    assert "Copy it again" in message
+    assert "51Habc" not in message  # never echo a secret
+
+
+@pytest.mark.parametrize(
+    ("secret", "said"),
+    [
+        (WEBHOOK_SECRET[:12] + "…", "'…' (U+2026) at character 13"),
+        (WEBHOOK_SECRET[:12] + " " + WEBHOOK_SECRET[12:], "a space at character 13"),
+        (WEBHOOK_SECRET[:12] + "\t" + WEBHOOK_SECRET[12:], "a tab at character 13"),
+    ],
+)
+def test_a_webhook_secret_with_a_character_no_secret_has_stops_the_start(
+    make_app, secret: str, said: str
+) -> None:
+    # Every event would be refused as badly signed, and no gift ever confirmed as paid.
+    for key in ("sk_test_abc123", ""):
+        with pytest.raises(StripeSettingsError) as refused:
+            make_app(STRIPE_SECRET_KEY=key, STRIPE_WEBHOOK_SECRET=secret)
+        message = str(refused.value)
+        assert message.startswith("STRIPE_WEBHOOK_SECRET has ")
+        assert said in message
+        assert WEBHOOK_SECRET[6:12] not in message
+
+
+def test_a_webhook_secret_of_stripe_s_own_characters_starts(make_app) -> None:
+    app = make_app(STRIPE_SECRET_KEY="sk_test_abc123", STRIPE_WEBHOOK_SECRET="whsec_aB3+/=_-x")
+    assert app.extensions["stripe_mode"] == "test"
+
+
 def test_live_donations_record_livemode(make_app, fake_stripe: FakeStripe) -> None:
     app = make_app(
         STRIPE_SECRET_KEY="sk_live_abc123",
