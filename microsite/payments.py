@@ -216,9 +216,15 @@ STRIPE_CONNECT_TIMEOUT = 2.0
 
 
 def _retry_pauses(retries: int) -> float:
-    """The longest the stripe library sleeps between its attempts, in all."""
+    """The longest the stripe library sleeps between its attempts, in all.
+
+    Each pause doubles up to the longest; past the first few every pause is the longest,
+    so those are counted at once (a mistyped huge number of retries must not overflow).
+    """
     initial, longest = stripe.HTTPClient.INITIAL_DELAY, stripe.HTTPClient.MAX_DELAY
-    return sum(max(initial, min(initial * 2**n, longest)) for n in range(retries))
+    growing = min(retries, 64)
+    pauses = sum(max(initial, min(initial * 2**n, longest)) for n in range(growing))
+    return pauses + (retries - growing) * longest
 
 
 def _longest_call(timeout: tuple[float, float], retries: int) -> float:

@@ -393,6 +393,18 @@ def test_a_timeout_the_workers_could_not_wait_for_stops_the_start(make_app) -> N
     assert app.extensions["stripe_http_client"]._timeout == (2.0, 10.0)
 
 
+@pytest.mark.parametrize("retries", [1025, 99_999_999_999])
+def test_a_huge_number_of_retries_stops_the_start_with_the_same_plain_message(
+    make_app, retries: int
+) -> None:
+    with pytest.raises(StripeSettingsError) as refused:
+        make_app(STRIPE_SECRET_KEY="sk_test_abc123", STRIPE_MAX_NETWORK_RETRIES=retries)
+    assert str(refused.value).startswith(
+        f"STRIPE_TIMEOUT=5 with STRIPE_MAX_NETWORK_RETRIES={retries} could keep a donor waiting "
+    )
+    assert "Lower one of them." in str(refused.value)
+
+
 def test_settings_from_a_mounted_secret_file_lose_their_newline(
     from_the_environment: Callable[[], Flask], monkeypatch, database_uri: str
 ) -> None:
