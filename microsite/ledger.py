@@ -111,11 +111,23 @@ Applied = tuple[str, Donation | None]
 MAX_ID_LENGTH = 255
 
 
+def stripe_text(value: Any) -> bool:
+    """Whether a field holds text as Stripe's ids, types and our references are: printable
+    ASCII that fits a column. A NUL, which PostgreSQL cannot store, a lone surrogate, which
+    no database can, or a control character is none of Stripe's."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= MAX_ID_LENGTH
+        and value.isascii()
+        and value.isprintable()
+    )
+
+
 def _id(value: Any) -> str | None:
     """A Stripe id whether the field holds the id or the expanded object."""
     if isinstance(value, dict):
         value = value.get("id")
-    return value if isinstance(value, str) and 0 < len(value) <= MAX_ID_LENGTH else None
+    return value if stripe_text(value) else None
 
 
 def _amount(value: Any) -> int | None:
@@ -137,7 +149,7 @@ def _currency(value: Any, default: str) -> str | None:
 
 def _metadata_reference(*metadatas: Any) -> str | None:
     for metadata in metadatas:
-        if isinstance(metadata, dict) and isinstance(metadata.get(REFERENCE_KEY), str):
+        if isinstance(metadata, dict) and stripe_text(metadata.get(REFERENCE_KEY)):
             return metadata[REFERENCE_KEY]
     return None
 

@@ -249,6 +249,103 @@ def test_a_signed_event_with_an_id_longer_than_stripe_makes_is_400(
     assert events(stripe_app) == {}
 
 
+def test_a_signed_body_nested_too_deep_to_read_is_400(
+    stripe_app: Flask, send_event: Callable
+) -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+    body = b'{"id": "evt_deep", "type": "charge.refunded", "data": {"object": ' + deep + b"}}"
+    assert send_event(body).status_code == 400
+    assert events(stripe_app) == {}
+
+
+# What no Stripe id or event type holds; PostgreSQL cannot store a NUL in text, and
+# neither database a lone surrogate.
+_NOT_TEXT = ["\x00", "\ud800", "\n", "\x7f"]
+
+
+@pytest.mark.parametrize("odd", _NOT_TEXT, ids=ascii)
+@pytest.mark.parametrize("field", ["id", "type"])
+def test_a_signed_event_whose_id_or_type_is_not_printable_text_is_400(
+    stripe_app: Flask, send_event: Callable, one_time: tuple[str, str], field: str, odd: str
+) -> None:
+    event = make_event("checkout.session.completed", session_object(*one_time))
+    event[field] = event[field][:8] + odd + event[field][8:]
+    assert send_event(event).status_code == 400
+    assert donation(stripe_app).status == DonationStatus.OPEN
+    assert events(stripe_app) == {}
+
+
+def _with_odd(value: str, odd: str) -> str:
+    return value[:4] + odd + value[4:]
+
+
+# Each Stripe id the ledger stores or looks a gift up by, holding what no id holds.
+_ODD_IDS: list[tuple[str, Callable[[str, str, str], dict[str, Any]]]] = [
+    ("session id", lambda ref, sid, odd: session_object(ref, _with_odd(sid, odd))),
+    ("reference", lambda ref, sid, odd: session_object(
+        _with_odd(ref, odd), "cs_test_other", metadata={"donation_reference": _with_odd(ref, odd)}
+    )),
+    ("payment intent", lambda ref, sid, odd: session_object(
+        ref, sid, payment_intent=_with_odd("pi_test_one", odd)
+    )),
+    ("customer", lambda ref, sid, odd: session_object(
+        ref, sid, customer=_with_odd("cus_test_one", odd)
+    )),
+    ("subscription", lambda ref, sid, odd: session_object(
+        ref, sid, subscription=_with_odd("sub_test_one", odd)
+    )),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("odd", _NOT_TEXT, ids=ascii)
+@pytest.mark.parametrize(("_name", "build"), _ODD_IDS, ids=[name for name, _ in _ODD_IDS])
+def test_an_id_no_stripe_object_has_is_left_out_of_a_completion(
+    stripe_app: Flask,
+    send_event: Callable,
+    one_time: tuple[str, str],
+    odd: str,
+    _name: str,
+    build: Callable,
+) -> None:
+    response = send_event(make_event("checkout.session.completed", build(*one_time, odd)))
+    assert response.status_code == 200
+    gift = donation(stripe_app)
+    kept = (gift.stripe_session_id, gift.stripe_payment_intent, gift.stripe_customer,
+            gift.stripe_subscription)  # fmt: skip
+    assert not any(odd in (value or "") for value in kept)
+    assert not any(odd in ref for ref, _ in payments(stripe_app))
+
+
+@pytest.mark.parametrize("odd", ["\x00", "\ud800"], ids=ascii)
+@pytest.mark.parametrize(
+    ("kind", "obj"),
+    [
+        ("charge.refunded", charge(2500, True, id="ch_\x00")),
+        ("charge.refunded", charge(2500, True, payment_intent=None, customer="cus_\x00")),
+        ("charge.refunded", charge(2500, True, payment_intent=None, invoice="in_\x00")),
+        ("charge.refunded", charge(2500, True, metadata={"donation_reference": "ab\x00"})),
+        ("invoice.paid", invoice(None, "in_\x00")),
+        ("invoice.paid", invoice(None, "in_test_2", parent=None, subscription="sub_\x00")),
+        ("invoice.paid", invoice("ab\x00", "in_test_2")),
+        ("customer.subscription.deleted", {"id": "sub_\x00", "object": "subscription"}),
+    ],
+    ids=lambda value: value if isinstance(value, str) else None,
+)
+def test_money_events_naming_ids_no_stripe_object_has_change_nothing(
+    stripe_app: Flask,
+    send_event: Callable,
+    monthly: tuple[str, str],
+    kind: str,
+    obj: dict[str, Any],
+    odd: str,
+) -> None:
+    odd_obj = json.loads(json.dumps(obj).replace("\\u0000", json.dumps(odd)[1:-1]))
+    assert send_event(make_event(kind, odd_obj)).status_code == 200
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_received, gift.amount_refunded) == (DonationStatus.OPEN, 0, 0)
+    assert payments(stripe_app) == []
+
+
 # Signed events whose fields hold what no Stripe API version sends: each is answered (and
 # recorded), none is a 500, and none moves the gift or counts money.
 _ODD_MONTHLY = [
