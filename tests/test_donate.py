@@ -1221,6 +1221,49 @@ def test_cancelled_keeps_a_preset_choice(stripe_app: Flask, stripe_client: Flask
     assert re.search(r'<input checked id="amount-2"[^>]*value="50"', html)
 
 
+@pytest.mark.parametrize(
+    ("chosen", "typed"), [({"amount": "other", "other_amount": "5000"}, "¥5,000"),
+                          ({"amount": "50"}, "¥50")],
+)  # fmt: skip
+def test_cancelled_in_a_currency_no_longer_offered_does_not_carry_the_amount_over(
+    make_app: Any, stripe_config: dict[str, Any], chosen: dict[str, str], typed: str
+) -> None:
+    before = make_app(**stripe_config, DONATION_CURRENCIES="EUR,JPY")
+    client = before.test_client()
+    data = {"frequency": "monthly", "currency": "JPY", "cover_fee": "y", **chosen}
+    assert post_form(client, "/donate", data).status_code == 303
+    [donation] = donations(before)
+    # The site now takes euros only; the donor comes back from Checkout in the same browser.
+    after = make_app(**stripe_config, DONATION_CURRENCIES="EUR")
+    returning = after.test_client()
+    with client.session_transaction() as kept, returning.session_transaction() as session:
+        session.update(kept)
+    html = returning.get(f"/donate/cancelled?ref={donation.reference}").text
+    # ¥5000 is not €5000: no amount is brought back, and the donor is told why.
+    assert 'value="5000"' not in html
+    assert re.search(r'<input checked id="amount-\d"[^>]*value="25"', html)
+    assert '<option selected value="EUR">EUR</option>' in html
+    note = re.search(r'<p class="hint" id="currency-note">(.*?)</p>', html, re.S)
+    assert note is not None
+    assert " ".join(unescape(note.group(1)).split()) == (
+        f"Your gift of {typed} was in JPY, which we no longer take online. "
+        "Please choose the amount again in one of the currencies offered."
+    )
+    # The other choices are kept.
+    assert re.search(r'<input checked id="frequency-1"[^>]*value="monthly"', html)
+    assert re.search(r'<input[^>]* checked[^>]* id="cover_fee"', html)
+
+
+def test_cancelled_in_a_currency_still_offered_has_no_currency_note(
+    stripe_app: Flask, stripe_client: FlaskClient
+) -> None:
+    post_form(stripe_client, "/donate", {**ONE_TIME, "currency": "GBP", "amount": "50"})
+    [donation] = donations(stripe_app)
+    html = stripe_client.get(f"/donate/cancelled?ref={donation.reference}").text
+    assert 'id="currency-note"' not in html
+    assert re.search(r'<input checked id="amount-2"[^>]*value="50"', html)
+
+
 @pytest.mark.parametrize("query", ["?ref=nothing", "?ref=" + "a" * 32, ""])
 def test_cancelled_without_a_known_gift_shows_the_empty_form(
     stripe_client: FlaskClient, query: str

@@ -246,18 +246,26 @@ def _form_for(donation: Donation) -> DonationForm:
 
     Names, email, message and dedication only for the browser that gave them: the
     reference travels in URLs, and a URL is easily shared.
+
+    A gift in a currency the site no longer offers keeps its other choices, but not its
+    amount: ¥5000 must not come back as €5000. The form's currency_note says so.
     """
-    major = to_major(donation.amount, donation.currency)
-    amount = amount_value(major)
-    preset = amount in {amount_value(p) for p in donation_settings().presets}
+    settings = donation_settings()
     data: dict[str, object] = {
         "frequency": donation.frequency,
-        "currency": donation.currency,
-        "amount": amount if preset else OTHER_AMOUNT,
-        "other_amount": "" if preset else str(major),
         "cover_fee": donation.fee_covered > 0,
         "anonymous": donation.anonymous,
     }
+    still_offered = donation.currency in settings.currencies
+    if still_offered:
+        major = to_major(donation.amount, donation.currency)
+        amount = amount_value(major)
+        preset = amount in {amount_value(p) for p in settings.presets}
+        data |= {
+            "currency": donation.currency,
+            "amount": amount if preset else OTHER_AMOUNT,
+            "other_amount": "" if preset else str(major),
+        }
     if _started_here(donation):
         data |= {
             "dedication_kind": donation.dedication_kind or "",
@@ -266,7 +274,15 @@ def _form_for(donation: Donation) -> DonationForm:
             "donor_email": donation.donor_email or "",
             "message": donation.message or "",
         }
-    return DonationForm(formdata=None, data=data)
+    form = DonationForm(formdata=None, data=data)
+    form.currency_note = (
+        None
+        if still_offered
+        else f"Your gift of {format_money(donation.amount, donation.currency)} was in "
+        f"{donation.currency}, which we no longer take online. Please choose the amount "
+        "again in one of the currencies offered."
+    )
+    return form
 
 
 @bp.get("/cancelled")
