@@ -469,6 +469,10 @@ def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> 
     # A retry a day later (Stripe has forgotten the key) makes a new session: follow it.
     donation.stripe_session_id = session_id
     donation.advance(DonationStatus.OPEN)
+    # An earlier attempt's refusal is past: the admin overview no longer counts the gift as
+    # refused. A server error's note stays, as it names the idempotency key that worked.
+    if not (donation.failure_reason or "").startswith(SERVER_ERROR_NOTE):
+        donation.failure_reason = None
     db.session.commit()
     return url
 

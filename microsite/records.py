@@ -298,6 +298,15 @@ def needs_a_look() -> dict[str, Any]:
     refused_this_week = (
         Donation.failure_reason.startswith(REFUSED_NOTE, autoescape=True),
         Donation.created_at >= utcnow() - timedelta(days=7),
+        # Paid after all, on a later attempt (or its money on the way): the note is old.
+        Donation.status.not_in(
+            (
+                DonationStatus.PROCESSING,
+                DonationStatus.PAID,
+                DonationStatus.ENDED,
+                DonationStatus.REFUNDED,
+            )
+        ),
     )
     refused = db.session.scalar(select(func.count(Donation.id)).where(*refused_this_week)) or 0
     latest_refusal = None

@@ -10,6 +10,7 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Callable
 from html import unescape
 from typing import Any
 
@@ -21,7 +22,14 @@ from sqlalchemy import func, select
 
 from microsite.models import Donation, DonationStatus, db
 from tests.helpers import csrf_token, post_form
-from tests.stripe_fake import CHECKOUT_URL, FAKE_API_BASE, TEST_KEY, FakeStripe, make_event
+from tests.stripe_fake import (
+    CHECKOUT_URL,
+    FAKE_API_BASE,
+    TEST_KEY,
+    FakeStripe,
+    make_event,
+    post_event,
+)
 
 ONE_TIME = {"frequency": "one_time", "currency": "EUR", "amount": "25"}
 
@@ -825,6 +833,49 @@ def test_the_admin_overview_shows_checkouts_stripe_refused(
     html = admin_client.get("/admin/").text
     assert "Stripe refused 1 checkout in the last 7 days" in html
     assert "Invalid API Key" in html
+
+
+def test_a_refused_checkout_put_right_and_paid_no_longer_needs_a_look(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    fake_stripe: FakeStripe,
+    admin_client: FlaskClient,
+) -> None:
+    fake_stripe.fail_next(401, {"type": "invalid_request_error", "message": "Invalid API Key"})
+    assert post_form(stripe_client, "/donate", ONE_TIME).status_code == 502
+    assert "Stripe refused 1 checkout" in admin_client.get("/admin/").text
+    # The key is put right; the donor tries again, and pays.
+    [gift] = donations(stripe_app)
+    token = csrf_token(stripe_client.get("/donate").text)
+    retried = stripe_client.post(f"/donate/retry/{gift.reference}", data={"csrf_token": token})
+    assert retried.status_code == 303
+    # Checkout works again: nothing is left to look at, even before the donor has paid.
+    assert "Stripe refused" not in admin_client.get("/admin/").text
+    [gift] = donations(stripe_app)
+    paid = {
+        "id": gift.stripe_session_id, "object": "checkout.session", "payment_status": "paid",
+        "amount_total": 2500, "currency": "eur", "payment_intent": "pi_test_retried",
+        "client_reference_id": gift.reference, "metadata": {"donation_reference": gift.reference},
+    }  # fmt: skip
+    assert (
+        post_event(stripe_client, make_event("checkout.session.completed", paid)).status_code == 200
+    )
+    html = admin_client.get("/admin/").text
+    assert "Stripe refused" not in html
+    assert "Invalid API Key" not in html
+
+
+def test_a_gift_paid_after_a_refusal_noted_before_is_not_counted_as_refused(
+    admin_client: FlaskClient, add_donation: Callable[..., str]
+) -> None:
+    # Kept by an earlier release, which left the refusal's note on a gift paid later.
+    note = "Stripe refused the checkout: Invalid API Key (request req_1)"
+    add_donation(status="paid", failure_reason=note)
+    for status in ("processing", "ended", "refunded"):
+        add_donation(status=status, failure_reason=note, paid_at=None)
+    assert "Stripe refused" not in admin_client.get("/admin/").text
+    add_donation(status="not_started", failure_reason=note, amount_received=0)
+    assert "Stripe refused 1 checkout in the last 7 days" in admin_client.get("/admin/").text
 
 
 @pytest.mark.parametrize(
