@@ -264,7 +264,9 @@ def read_donation_settings(config: Any) -> DonationSettings:
 
 # --------------------------------------------------------------------------- the form's edge
 
-_AMOUNT = re.compile(r"(\d{1,9})(?:[.,](\d+))?")
+_AMOUNT = re.compile(r"(\d+)(?:[.,](\d+))?")
+# Digits in groups of three, as "1,000.50", "1.000,50" or "1,000,000" write them.
+_GROUPED = re.compile(r"\d{1,3}(?:[.,]\d{3})+(?:[.,]\d*)?")
 # An amount with a currency code before or after it: "EUR 30", "30 eur".
 _WITH_CODE = re.compile(r"([A-Za-z]{3})?([\d.,]+)([A-Za-z]{3})?")
 
@@ -286,10 +288,14 @@ def parse_amount(text: str, currency: str) -> Decimal:
     """What a donor typed as a Decimal in major units; ValueError with a plain message.
 
     A currency sign or code that is not the chosen currency's is refused rather than
-    ignored: "$25" with EUR chosen is not €25.
+    ignored: "$25" with EUR chosen is not €25. A number however large, or below zero, is
+    read as it is, for the form to say what the smallest and largest gifts are.
     """
     code = currency.upper()
     cleaned = text.strip().replace("\u00a0", "").replace(" ", "")
+    negative = cleaned[:1] in ("-", "\u2212")
+    if negative:
+        cleaned = cleaned[1:]
     for sign, meant in SIGNS.items():
         if sign in cleaned:
             if code not in meant:
@@ -307,15 +313,21 @@ def parse_amount(text: str, currency: str) -> Decimal:
                     "meant, or enter the amount without a currency."
                 )
         cleaned = with_code.group(2)
+    separator = "Enter the amount without a thousands separator, like 1000 or 30.50."
     match = _AMOUNT.fullmatch(cleaned)
     if not match:
+        if _GROUPED.fullmatch(cleaned):
+            raise ValueError(separator)
         raise ValueError("Enter an amount in numbers, like 30 or 30.50.")
     whole, fraction = match.group(1), match.group(2) or ""
     digits = exponent(code)
-    if len(fraction) == 3:
-        raise ValueError("Enter the amount without a thousands separator, like 1000 or 30.50.")
+    # "1.000" and "30,555" are a thousand and thirty thousand as many write them; "0.001"
+    # is no thousands, only too many places.
+    if len(fraction) == 3 and Decimal(whole):
+        raise ValueError(separator)
     if len(fraction) > digits:
         if digits == 0:
             raise ValueError(f"Enter a whole number: {code} has no smaller unit.")
         raise ValueError("Enter at most two decimal places, like 30.50.")
-    return Decimal(f"{whole}.{fraction or '0'}")
+    amount = Decimal(f"{whole}.{fraction or '0'}")
+    return -amount if negative else amount

@@ -705,11 +705,15 @@ def test_the_fee_rule_without_script_names_no_currency(
     [
         (other(""), "other_amount", "Enter the amount you would like to give"),
         (other("lots"), "other_amount", "Enter an amount in numbers"),
-        (other("-5"), "other_amount", "Enter an amount in numbers"),
+        (other("-5"), "other_amount", "smallest gift we can take online in EUR is €1.00"),
         (other("0.50"), "other_amount", "smallest gift we can take online in EUR is €1.00"),
-        (other("10000.01"), "other_amount",
-         "up to €10,000.00. For a larger gift, please write to RENATE at privacy@renate.example."),
+        (other("10000.01"), "other_amount", "Online gifts can be up to €10,000.00."),
+        (other("99999999999999"), "other_amount", "Online gifts can be up to €10,000.00."),
         (other("30.555"), "other_amount", "without a thousands separator"),
+        (other("1.000"), "other_amount", "without a thousands separator"),
+        (other("1,000.50"), "other_amount", "without a thousands separator"),
+        (other("1.000,50"), "other_amount", "without a thousands separator"),
+        (other("0.001"), "other_amount", "at most two decimal places"),
         (other("30.5555"), "other_amount", "at most two decimal places"),
         ({"amount": "7"}, "amount", "Choose one of the amounts"),
         ({"amount": ""}, "amount", "Choose an amount, or enter your own"),
@@ -742,6 +746,16 @@ def test_bad_input_comes_back_with_values_and_a_message(
     assert re.search(r'<input[^>]* checked id="cover_fee"', html)
     assert count(stripe_app) == 0
     assert fake_stripe.requests == []
+
+
+@pytest.mark.parametrize("typed", ["-5", "99999999999999"])
+def test_an_amount_out_of_bounds_is_given_no_estimate_of_its_own(
+    stripe_client: FlaskClient, typed: str
+) -> None:
+    response = post_form(stripe_client, "/donate", {**ONE_TIME, **other(typed)})
+    assert response.status_code == 422
+    estimate = response.text.split('class="fee-example js-only">')[1].split("</span>")[0]
+    assert estimate == "On €10.00 that adds €0.41."
 
 
 @pytest.mark.parametrize("amount", ["1e999990", "NaN", "-Infinity", "25.000", "1E+3"])

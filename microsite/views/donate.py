@@ -78,6 +78,8 @@ def donation_widget(form: DonationForm) -> dict[str, Any]:
     offered = settings.presets_for(currency)
     try:
         gift = form.gift_in_minor_units()
+        if not settings.minimum_for(currency) <= to_major(gift, currency) <= settings.maximum:
+            raise ValueError("not a gift the form takes")
     except (ValueError, ArithmeticError):  # nothing usable chosen: the estimate for a preset
         gift = to_minor(offered[0], currency) if offered else 0
     return {
