@@ -356,7 +356,7 @@ class DonationForm(SiteForm):
     amount = RadioField("Amount", choices=[], validate_choice=False)
     other_amount = StringField(
         "Other amount",
-        render_kw={"inputmode": "decimal", "autocomplete": "off", "maxlength": 14},
+        render_kw={"inputmode": "decimal", "autocomplete": "transaction-amount", "maxlength": 14},
     )
     cover_fee = BooleanField("Add the card fee, so RENATE receives my whole gift")
     dedication_kind = SelectField(

@@ -281,6 +281,46 @@ def test_a_page_the_browser_brings_back_as_it_was_left_can_be_sent_again(
     expect(button).to_have_text("Connecting to Stripe…")
 
 
+def test_back_from_checkout_the_form_shows_the_gift_as_it_was_left(
+    page: Any, live_server: Any, fake_stripe: FakeStripe
+) -> None:
+    _stand_in_for_checkout(page)
+    page.goto(live_server.url + "/donate")
+    page.click("label[for=frequency-1]")  # monthly
+    page.select_option("#currency", "GBP")
+    page.fill("#other_amount", "30")
+    page.click(".donate-form button[type=submit]")
+    page.wait_for_url(re.compile(r"^https://checkout\.stripe\.com/"))
+    page.go_back()
+    page.wait_for_url(live_server.url + "/donate")
+    expect(page.locator("#other_amount")).to_have_value("30")
+    assert page.input_value("#currency") == "GBP"
+    assert page.is_checked("#amount-4")
+    expect(page.locator(".fee-example")).to_have_text("On £30.00 that adds £0.72 a month.")
+    assert set(page.locator(".donate-form .cur-sym").all_text_contents()) == {"£"}
+
+
+def test_choices_the_browser_puts_back_late_are_followed_by_signs_and_estimate(
+    page: Any, live_server: Any
+) -> None:
+    # A browser may put back the choices of a page left for Stripe only after its script
+    # has run, as here: changed without their events, then the page shown.
+    page.goto(live_server.url + "/donate")
+    page.evaluate(
+        """() => {
+            document.querySelector("#currency").value = "GBP";
+            document.querySelector("#frequency-1").checked = true;
+            document.querySelector("#amount-4").checked = true;
+            document.querySelector("#other_amount").value = "30";
+            dispatchEvent(new PageTransitionEvent("pageshow", {persisted: false}));
+        }"""
+    )
+    assert page.inner_text(".fee-example") == "On £30.00 that adds £0.72 a month."
+    assert set(page.locator(".donate-form .cur-sym").all_text_contents()) == {"£"}
+    assert "Card fees are about 1.5% + £0.25." in page.inner_text("#fee-estimate")
+    assert page.text_content(".amount-choice label[for=amount-1]") == "£25"
+
+
 def test_try_again_after_stripe_failed_also_says_it_is_connecting(
     page: Any, live_server: Any, fake_stripe: FakeStripe
 ) -> None:

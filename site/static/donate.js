@@ -152,10 +152,14 @@
   form.querySelectorAll("input[name=frequency]").forEach(function (radio) {
     radio.addEventListener("change", update);
   });
-  currency.addEventListener("change", function () {
+  function follow() {
     offerPresets();
     update();
-  });
-  offerPresets();  // a browser may bring back another currency than the page was made for
-  update();
+  }
+  currency.addEventListener("change", follow);
+  // A browser may bring back another currency, amount or frequency than the page was made
+  // for: now, or (back from Stripe, the page made again) only once it is shown, without
+  // telling the fields' own events.
+  follow();
+  window.addEventListener("pageshow", follow);
 })();
