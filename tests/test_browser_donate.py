@@ -504,6 +504,30 @@ def test_amounts_in_a_currency_written_as_its_code_fit_their_buttons(
         context.close()
 
 
+def test_a_long_address_in_an_error_wraps_on_the_narrowest_phone(
+    browser: Any, live_server: Any
+) -> None:
+    context = browser.new_context(viewport={"width": 320, "height": 740})
+    page = context.new_page()
+    try:
+        page.goto(live_server.url + "/donate")
+        page.fill("#other_amount", "20000")
+        page.click(".donate-form button[type=submit]")
+        summary = page.locator(".error-summary")
+        expect(summary).to_contain_text("please write to RENATE at privacy@renate.example.")
+        error = page.locator("#other_amount-error")
+        expect(error.get_by_role("link", name="privacy@renate.example")).to_have_attribute(
+            "href", "mailto:privacy@renate.example"
+        )
+        clipped = page.locator(".error-summary li, .field-error").evaluate_all(
+            "els => els.filter(e => e.scrollWidth > e.clientWidth).map(e => e.innerText)"
+        )
+        assert clipped == []
+        assert_fits_viewport(page)
+    finally:
+        context.close()
+
+
 def test_the_chosen_amount_and_frequency_show_in_high_contrast_mode(
     browser: Any, live_server: Any
 ) -> None:
