@@ -127,6 +127,75 @@ def test_without_javascript_the_gift_still_reaches_checkout_and_comes_back(
         assert db.session.scalars(db.select(Donation.status)).one() == DonationStatus.PAID
 
 
+def _a_pending_gift(page: Any, live_server: Any, app: Flask) -> tuple[str, str]:
+    """Give €100 through the stand-in for Checkout; the thank-you page's address, and the
+    webhook that says the gift is paid."""
+    _stand_in_for_checkout(page)
+    page.goto(live_server.url + "/donate")
+    page.click("label[for=amount-3]")  # 100
+    page.click(".donate-form button[type=submit]")
+    page.wait_for_url(re.compile(r"^https://checkout\.stripe\.com/"))
+    with app.app_context():
+        donation = db.session.scalars(db.select(Donation)).one()
+        session_id, reference = donation.stripe_session_id, donation.reference
+    return f"{live_server.url}/donate/thanks?session_id={session_id}", reference
+
+
+def _paid(app: Flask, thanks: str, reference: str) -> None:
+    completed = {
+        "id": thanks.rpartition("=")[2],
+        "object": "checkout.session",
+        "payment_status": "paid",
+        "amount_total": 10000,
+        "currency": "eur",
+        "payment_intent": "pi_test_browser",
+        "metadata": {"donation_reference": reference},
+    }
+    event = make_event("checkout.session.completed", completed)
+    assert post_event(app.test_client(), event).status_code == 200
+
+
+def test_the_thank_you_page_shows_the_confirmation_when_it_arrives(
+    page: Any, live_server: Any, fake_stripe: FakeStripe, app: Flask
+) -> None:
+    thanks, reference = _a_pending_gift(page, live_server, app)
+    page.goto(thanks)
+    assert page.inner_text("h1") == "Thank you: your gift is being processed"
+    page.get_by_role("link", name="Check again").focus()
+    page.evaluate("window.notReloaded = true")
+
+    _paid(app, thanks, reference)
+    heading = page.locator("h1")
+    expect(heading).to_have_text("Thank you for your gift", timeout=10_000)
+    expect(page.get_by_role("status")).to_have_text(
+        "Thank you for your gift. We have received your gift of €100.00."
+    )
+    assert page.evaluate("window.notReloaded") is True
+    assert page.url == thanks
+    assert page.get_by_role("link", name="Check again").count() == 0
+    # The keyboard's place was on a link now gone: it is on the news instead.
+    assert page.evaluate("document.activeElement.textContent") == "Thank you for your gift"
+    with app.app_context():
+        assert db.session.scalars(db.select(Donation.status)).one() == DonationStatus.PAID
+
+
+def test_the_thank_you_page_asks_a_few_times_only(
+    page: Any, live_server: Any, fake_stripe: FakeStripe, app: Flask
+) -> None:
+    thanks, _ = _a_pending_gift(page, live_server, app)
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url) if r.resource_type == "fetch" else None)
+    page.clock.install()
+    page.goto(thanks)
+    for _ in range(15):  # 45 seconds on the page's clock
+        page.clock.run_for(3000)
+        page.wait_for_timeout(150)
+    assert asked == [thanks] * 10
+    # Still waiting: the page says so, and the donor can look again by hand.
+    assert page.inner_text("h1") == "Thank you: your gift is being processed"
+    expect(page.get_by_role("link", name="Check again")).to_be_visible()
+
+
 def _background(page: Any, selector: str) -> str:
     return page.eval_on_selector(selector, "e => getComputedStyle(e).backgroundColor")
 
