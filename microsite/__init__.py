@@ -211,17 +211,27 @@ def _hint_at_missing_schema(cause: BaseException | None) -> None:
         )
 
 
+def reload_the_form_page() -> tuple[str, int]:
+    """A form refused for its CSRF token: the page that leads back to the form.
+
+    The pledge and donation forms are given back filled in instead (their views' own
+    handlers). A token lasts as long as the session cookie it belongs to
+    (WTF_CSRF_TIME_LIMIT is None); the cookie is renewed at signing in and out.
+    """
+    return render_error(
+        400,
+        "Please reload the form",
+        "For your security, a form is accepted only with the cookie this site gave your "
+        "browser with it. This one came without that cookie, or from before it was renewed. "
+        "Please reload the page, check what you entered and send it again.",
+        reload_url=_reload_url(),
+    )
+
+
 def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
-        return render_error(
-            400,
-            "Please reload the form",
-            "For your security, each form works only for a while and only with the cookie "
-            "this site gave your browser. This one had expired or came without it. Please "
-            "reload the page, check what you entered and send it again.",
-            reload_url=_reload_url(),
-        )
+        return reload_the_form_page()
 
     @app.errorhandler(429)
     def too_many(error: HTTPException):

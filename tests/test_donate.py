@@ -792,10 +792,52 @@ def test_honeypot_goes_nowhere_and_stores_nothing(
     assert fake_stripe.requests == []
 
 
-def test_missing_csrf_token_is_refused(stripe_app: Flask, stripe_client: FlaskClient) -> None:
-    response = stripe_client.post("/donate", data=ONE_TIME)
+def test_a_gift_sent_without_the_site_s_cookie_comes_back_filled_in(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # The form was filled in, then the browser lost its cookie for the site.
+    stale = csrf_token(stripe_app.test_client().get("/donate").text)
+    data = {
+        **ONE_TIME, **other("42"), "frequency": "monthly", "currency": "GBP",
+        "cover_fee": "y", "donor_name": "Anna Novak", "donor_email": "anna@example.org",
+        "message": "For the shelter", "homepage": "http://spam.example",
+    }  # fmt: skip
+    response = stripe_client.post("/donate", data={**data, "csrf_token": stale})
     assert response.status_code == 400
+    html = response.text
+    assert (
+        "For your security we could not accept this form as sent: it came without this "
+        "site's cookie or from before it was renewed. Your answers are below: check them "
+        "and send again."
+    ) in unescape(html)
+    assert re.search(r'<input checked id="frequency-1"[^>]*value="monthly"', html)
+    assert '<option selected value="GBP">' in html
+    assert re.search(r'<input checked id="amount-4"', html)
+    assert re.search(r'<input[^>]*name="other_amount"[^>]*value="42"', html)
+    assert re.search(r'<input[^>]* checked id="cover_fee"', html)
+    assert 'value="Anna Novak"' in html and 'value="anna@example.org"' in html
+    assert "For the shelter</textarea>" in html
+    assert stale not in html
+    assert "http://spam.example" not in html
     assert count(stripe_app) == 0
+    assert fake_stripe.requests == []
+
+    # Sent again as it came back, the gift goes to Stripe.
+    del data["homepage"]
+    again = stripe_client.post("/donate", data={**data, "csrf_token": csrf_token(html)})
+    assert again.status_code == 303
+    assert [(d.amount, d.currency) for d in donations(stripe_app)] == [(4200, "GBP")]
+
+
+def test_a_retry_without_a_token_gets_the_reload_page(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    response = stripe_client.post("/donate/retry/abc")
+    assert response.status_code == 400
+    assert "Please reload the form" in response.text
+    assert "works only for a while" not in response.text
+    assert "from before it was renewed" in response.text
+    assert fake_stripe.requests == []
 
 
 def test_form_action_allows_stripe_checkout(client: FlaskClient) -> None:

@@ -352,15 +352,54 @@ def test_markup_in_a_name_is_shown_as_text(client: FlaskClient) -> None:
     assert "&lt;b&gt;x&lt;/b&gt;" in bad.text
 
 
-def test_missing_csrf_token_gets_a_friendly_reload_page(app: Flask, client: FlaskClient) -> None:
+REFUSED_NOTE = (
+    "For your security we could not accept this form as sent: it came without this site's "
+    "cookie or from before it was renewed. Your answers are below: check them and send again."
+)
+
+
+def _kept_answers(html: str) -> None:
+    """The pledge form again, as the visitor filled it in."""
+    assert 'value="Maria Rossi"' in html
+    assert 'value="maria@example.org"' in html
+    assert '<option selected value="IT">' in html
+    assert re.search(r'<input checked id="rhythm-0"[^>]*value="daily"', html)
+    assert "For the children of Albania</textarea>" in html
+    assert "checked" in re.search(r'<input[^>]*id="consent"[^>]*>', html).group(0)
+
+
+def test_a_pledge_sent_without_the_site_s_cookie_comes_back_filled_in(
+    app: Flask, client: FlaskClient
+) -> None:
+    # The form was filled in on the home page, then the browser lost its cookie for the site.
+    other = app.test_client()
+    stale = csrf_token(other.get("/").text)
+    response = client.post(
+        "/pledge", data={**VALID, "csrf_token": stale, "website": "http://spam.example"}
+    )
+    assert response.status_code == 400
+    html = html_lib.unescape(response.text)
+    assert REFUSED_NOTE in html
+    _kept_answers(response.text)
+    assert stale not in response.text
+    assert "http://spam.example" not in response.text
+    assert count(app) == 0
+
+    # Sent again as it came back, the pledge is kept.
+    again = client.post("/pledge", data={**VALID, "csrf_token": csrf_token(response.text)})
+    assert again.status_code == 303
+    assert [p.email for p in pledges(app)] == ["maria@example.org"]
+
+
+def test_a_pledge_without_a_token_comes_back_filled_in_too(app: Flask, client: FlaskClient) -> None:
     response = client.post("/pledge", data=VALID)
     assert response.status_code == 400
-    assert "Please reload the form" in response.text
-    assert 'href="/pledge"' in response.text
+    assert REFUSED_NOTE in html_lib.unescape(response.text)
+    _kept_answers(response.text)
     assert count(app) == 0
 
 
-def test_stale_csrf_token_gets_the_same_page(make_app, time_machine) -> None:
+def test_a_pledge_with_an_expired_token_comes_back_filled_in(make_app, time_machine) -> None:
     app = make_app(WTF_CSRF_TIME_LIMIT=60)
     client = app.test_client()
     time_machine.move_to(datetime(2026, 3, 1, 12, 0, tzinfo=UTC), tick=False)
@@ -368,8 +407,13 @@ def test_stale_csrf_token_gets_the_same_page(make_app, time_machine) -> None:
     time_machine.move_to(datetime(2026, 3, 1, 12, 5, tzinfo=UTC), tick=False)
     response = client.post("/pledge", data={**VALID, "csrf_token": token})
     assert response.status_code == 400
-    assert "Please reload the form" in response.text
+    assert REFUSED_NOTE in html_lib.unescape(response.text)
+    _kept_answers(response.text)
+    assert token not in response.text
     assert count(app) == 0
+    again = client.post("/pledge", data={**VALID, "csrf_token": csrf_token(response.text)})
+    assert again.status_code == 303
+    assert count(app) == 1
 
 
 def test_oversized_body_gets_413(app: Flask, client: FlaskClient) -> None:

@@ -14,9 +14,10 @@ from flask import (
     session,
     url_for,
 )
+from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
 
-from .. import absolute_url
+from .. import absolute_url, reload_the_form_page
 from ..extensions import limiter
 from ..forms import OTHER_AMOUNT, DonationForm, amount_value
 from ..models import Donation, DonationStatus, Frequency
@@ -196,6 +197,17 @@ def donate() -> Response | tuple[str, int]:
     # This browser may see the gift's personal details again if the donor comes back.
     session[OWN_GIFTS] = [donation.reference, *session.get(OWN_GIFTS, [])][:5]
     return _go_to_checkout(donation)
+
+
+@bp.errorhandler(CSRFError)
+def refused(error: CSRFError) -> Response | tuple[str, int]:
+    """A gift sent without this site's cookie, or from before it was renewed: the form
+    again as filled in, with a token that works; nothing kept, nothing asked of Stripe."""
+    if request.endpoint != "donate.donate":
+        return reload_the_form_page()
+    form = DonationForm()
+    form.homepage.data = ""
+    return _form_page(form, 400, refused_as_sent=True)
 
 
 @bp.post("/retry/<reference>")

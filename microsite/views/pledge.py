@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask_wtf.csrf import CSRFError
 from werkzeug.wrappers import Response
 
+from .. import reload_the_form_page
 from ..extensions import limiter
 from ..forms import CONSENT_VERSION, PledgeForm
 from ..pledges import PledgeInput, public_summary, record_pledge
@@ -47,3 +49,17 @@ def pledge() -> Response | tuple[str, int] | str:
 def thanks() -> str:
     """Thank the visitor and show how many now pray."""
     return render_template("pledge/thanks.html", pledges=public_summary())
+
+
+@bp.errorhandler(CSRFError)
+def refused(error: CSRFError) -> tuple[str, int]:
+    """A pledge sent without this site's cookie, or from before it was renewed: the form
+    again as filled in, with a token that works, and nothing kept."""
+    if request.endpoint != "pledge.pledge":
+        return reload_the_form_page()
+    form = PledgeForm()
+    form.website.data = ""
+    page = render_template(
+        "pledge/form.html", form=form, pledges=public_summary(), refused_as_sent=True
+    )
+    return page, 400
