@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
-from flask import current_app, session
+from flask import current_app, g, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import select
 
@@ -199,8 +199,16 @@ def session_admin() -> AdminUser | None:
     started = int(session.get("admin_started", 0))
     seen = int(session.get("admin_seen", 0))
     admin = session_owner()
-    if admin is None or now - seen > idle or now - started > absolute:
+    ended = None
+    if admin is None:
+        ended = "elsewhere"  # signed out in another tab, or the account was changed
+    elif now - seen > idle:
+        ended = "idle"
+    elif now - started > absolute:
+        ended = "absolute"
+    if ended is not None:
         session.clear()
+        g.session_ended = ended  # for the sign-in page to say why
         return None
     session["admin_seen"] = now
     return admin

@@ -30,7 +30,8 @@ from wtforms.validators import DataRequired, InputRequired, Length, Optional, Va
 from .auth import MAX_PASSWORD_LENGTH
 from .models import PRAYER_RHYTHM_LABELS, Frequency
 from .money import donation_settings, format_money, parse_amount, to_minor
-from .text import looks_like_an_address, multi_line, one_line
+from .pledges import email_key
+from .text import looks_like_an_address, multi_line, one_line, stored_email
 
 CONSENT_TEXT = (
     "I agree that RENATE may keep my name, email address and this pledge, which shows my "
@@ -327,7 +328,12 @@ class EraseForm(SiteForm):
     )
 
     def validate_confirm(self, field: StringField) -> None:
-        if (field.data or "").lower() != (self.email.data or "").strip().lower():
+        # Compared as the address is stored and found: what the page shows ("bücher.example")
+        # and the form the person's mail program wrote ("xn--bcher-kva.example") are one.
+        typed, held = (
+            email_key(stored_email(value or "")) for value in (field.data, self.email.data)
+        )
+        if typed != held:
             raise ValidationError("That is not the same email address. Nothing was erased.")
 
 

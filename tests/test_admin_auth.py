@@ -11,10 +11,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from microsite import auth
-from microsite.models import AdminUser, AuditLog, db
+from microsite.models import AdminUser, AuditLog, Pledge, db
 from microsite.security import client_network
 from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD, page_token, sign_in
 from tests.helpers import at_once, csrf_token
@@ -255,6 +255,24 @@ def test_idle_timeout(make_app, time_machine) -> None:
     response = client.get("/admin/")
     assert response.status_code == 302
     assert response.headers["Location"].startswith("/admin/login")
+    page = client.get(response.headers["Location"]).text
+    assert "You were signed out after 30 minutes without activity. Sign in again" in page
+
+
+def test_a_form_sent_after_the_idle_timeout_did_nothing_and_says_so(make_app, time_machine) -> None:
+    client = _signed_in_at_nine(make_app, time_machine, ADMIN_IDLE_MINUTES=30)
+    token = page_token(client, "/admin/people")
+    time_machine.move_to(_at(31), tick=False)
+    response = client.post(
+        "/admin/people/erase",
+        data={"csrf_token": token, "email": "maria@example.org", "confirm": "maria@example.org"},
+        headers={"Referer": "http://localhost/admin/people"},
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/admin/login?next=/admin/people"
+    page = client.get(response.headers["Location"]).text
+    assert "You were signed out after 30 minutes without activity. Nothing was changed" in page
+    assert [a for _, a in audit_actions(client.application)] == ["sign_in"]  # no erasure
 
 
 def test_absolute_timeout_even_when_active(make_app, time_machine) -> None:
@@ -267,7 +285,10 @@ def test_absolute_timeout_even_when_active(make_app, time_machine) -> None:
         time_machine.move_to(_at(minute), tick=False)
         assert client.get("/admin/").status_code == 200, minute
     time_machine.move_to(_at(12 * 60 + 1), tick=False)
-    assert client.get("/admin/").status_code == 302
+    response = client.get("/admin/")
+    assert response.status_code == 302
+    page = client.get(response.headers["Location"]).text
+    assert "You were signed out: a session lasts at most 12 hours." in page
 
 
 def test_sign_out_from_a_tab_opened_hours_ago_still_signs_out(make_app, time_machine) -> None:
@@ -304,13 +325,51 @@ def test_signing_out_from_an_idle_tab_ends_a_copy_kept_busy_elsewhere(
 
 
 def test_a_refused_sign_out_offers_a_page_that_exists(admin_client: FlaskClient) -> None:
-    response = admin_client.post("/admin/logout", headers={"Referer": "http://localhost/admin/"})
+    referrer = "http://localhost/admin/pledges?rhythm=daily&q=maria"
+    response = admin_client.post("/admin/logout", headers={"Referer": referrer})
     assert response.status_code == 400
-    assert 'href="http://localhost/admin/">Reload the form' in response.text
+    assert "Nothing was changed" in response.text
+    # Back to the page the form was on, its filters kept and its search text left out.
+    assert 'href="/admin/pledges?rhythm=daily">Open the page again' in response.text
     # Without a referrer the POST-only address itself is never offered.
     response = admin_client.post("/admin/logout")
     assert 'href="/admin/logout"' not in response.text
-    assert 'href="/">Reload the form' in response.text
+    assert 'href="/admin/">Open the page again' in response.text
+    assert admin_client.get("/admin/").status_code == 200  # still signed in
+
+
+def test_signing_out_in_one_tab_then_another_says_signed_out(
+    app: Flask, admin_client: FlaskClient
+) -> None:
+    second_tab = page_token(admin_client)
+    first_tab = page_token(admin_client)
+    admin_client.post("/admin/logout", data={"csrf_token": first_tab})
+    response = admin_client.post("/admin/logout", data={"csrf_token": second_tab})
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/admin/login"
+    assert "You are signed out." in admin_client.get("/admin/login").text
+    assert [a for _, a in audit_actions(app)] == ["sign_in", "sign_out"]
+
+
+def test_a_form_sent_from_a_tab_signed_out_elsewhere_is_explained(
+    app: Flask, admin_client: FlaskClient, add_pledge
+) -> None:
+    add_pledge("Maria Rossi", "maria@example.org")
+    people_tab = page_token(admin_client, "/admin/people")
+    admin_client.post("/admin/logout", data={"csrf_token": page_token(admin_client)})
+    response = admin_client.post(
+        "/admin/people/erase",
+        data={"csrf_token": people_tab, "email": "maria@example.org",
+              "confirm": "maria@example.org"},
+        headers={"Referer": "http://localhost/admin/people"},
+    )  # fmt: skip
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/admin/login?next=/admin/people"
+    page = admin_client.get(response.headers["Location"]).text
+    assert "You were signed out, in another tab or window" in page
+    assert "Nothing was changed: sign in again, then send the form once more." in page
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Pledge.id))) == 1
 
 
 def _retry_seconds(text: str) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import html as html_lib
 import io
 import json
 import re
@@ -19,7 +20,7 @@ from sqlalchemy import event, func, select
 
 from microsite.models import AuditLog, Donation, Pledge, db
 from tests.admin_fixtures import lookup, page_token
-from tests.helpers import post_form
+from tests.helpers import csrf_token, post_form
 
 EMAIL = "Maria.Rossi@Example.org"
 
@@ -202,7 +203,7 @@ def test_erasure(app: Flask, admin_client: FlaskClient, maria: list[str]) -> Non
     assert response.status_code == 303
     assert response.headers["Location"].startswith("/admin/erasures/")
     assert (
-        "Erased: 1 pledge deleted, 2 donations kept"
+        "Erased: the pledge deleted; 2 donations kept without the person&#39;s details."
         in admin_client.get(response.headers["Location"]).text
     )
 
@@ -238,6 +239,55 @@ def test_erasure(app: Flask, admin_client: FlaskClient, maria: list[str]) -> Non
     assert "Other Donor" in donations_csv
     found = lookup(admin_client, EMAIL).text
     assert "No pledge and no donation use this email address." in found
+
+
+def _hidden_email(html: str, form_action: str) -> str:
+    form = html.split(f'action="{form_action}"', 1)[1].split("</form>", 1)[0]
+    return html_lib.unescape(re.search(r'name="email" type="hidden" value="([^"]*)"', form)[1])
+
+
+def test_the_address_shown_is_the_one_to_type_to_erase(
+    app: Flask, admin_client: FlaskClient, add_pledge: Callable[..., None]
+) -> None:
+    add_pledge("Jürgen Bücher", "Juergen@bücher.example")
+    # Found through the form the address takes in some mail programs, with stray spaces.
+    page = lookup(admin_client, "  JUERGEN@xn--bcher-kva.example ").text
+    assert "Jürgen Bücher" in page
+    # The page's forms act on the address as the page shows it, not on the text searched.
+    assert "What we hold for JUERGEN@bücher.example" in page
+    assert _hidden_email(page, "/admin/people/erase") == "JUERGEN@bücher.example"
+    assert _hidden_email(page, "/admin/people/download") == "JUERGEN@bücher.example"
+    token = csrf_token(page)
+    response = admin_client.post(
+        "/admin/people/erase",
+        data={"csrf_token": token, "email": "Juergen@bücher.example",
+              "confirm": "juergen@BÜCHER.example"},
+    )  # fmt: skip
+    assert response.status_code == 303
+    with app.app_context():
+        assert db.session.scalar(select(func.count(Pledge.id))) == 0
+
+
+def test_erasing_an_address_erased_already_does_nothing_and_says_so(
+    app: Flask, admin_client: FlaskClient, maria
+) -> None:
+    assert erase(admin_client, EMAIL).status_code == 303
+    again = erase(admin_client, EMAIL)  # the same form sent twice, or from a second tab
+    assert again.status_code == 303
+    assert again.headers["Location"] == "/admin/people"
+    page = admin_client.get("/admin/people").text
+    assert "Nothing is held for Maria.Rossi@example.org any more" in page
+    with app.app_context():
+        erasures = db.session.scalars(select(AuditLog).where(AuditLog.action == "erase")).all()
+    assert len(erasures) == 1
+
+
+def test_downloading_an_address_no_longer_held_says_so(admin_client: FlaskClient, maria) -> None:
+    erase(admin_client, EMAIL)
+    response = download(admin_client, "json")  # from a page opened before the erasure
+    assert response.status_code == 303
+    page = admin_client.get(response.headers["Location"]).text
+    assert "Nothing is held for Maria.Rossi@example.org any more" in page
 
 
 def test_erasure_is_logged_in_the_app_log_without_the_person(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from flask import (
     Blueprint,
@@ -20,7 +20,9 @@ from flask import (
     stream_with_context,
     url_for,
 )
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import desc, select
+from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import auth, exports, records, render_error
@@ -37,6 +39,7 @@ from ..forms import (
 )
 from ..models import AuditLog, Donation, DonationStatus, Pledge, db, utcnow
 from ..security import client_network
+from ..text import stored_email
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -67,9 +70,39 @@ def require_admin() -> BaseResponse | None:
         return None
     if request.endpoint in PUBLIC_ENDPOINTS:
         return None
-    if request.method == "GET":
+    return _to_sign_in(g.get("session_ended"))
+
+
+def _to_sign_in(ended: str | None) -> BaseResponse:
+    """To the sign-in page, saying why the session ended if it did, then back here.
+
+    A form sent after the session ended did nothing: the admin comes back to the page
+    the form was on, to send it again.
+    """
+    changing = request.method not in ("GET", "HEAD")
+    if ended is not None:
+        flash(_session_ended_note(ended, changing), "info")
+    if not changing:
         return redirect(url_for("admin.login", next=_return_path()))
-    return redirect(url_for("admin.login"), code=303)
+    return redirect(url_for("admin.login", next=_referring_path()), code=303)
+
+
+def _session_ended_note(ended: str, changing: bool) -> str:
+    minutes = int(current_app.config["ADMIN_IDLE_MINUTES"])
+    hours = int(current_app.config["ADMIN_ABSOLUTE_HOURS"])
+    why = {
+        "idle": f"You were signed out after {_count(minutes, 'minute')} without activity.",
+        "absolute": f"You were signed out: a session lasts at most {_count(hours, 'hour')}.",
+        "elsewhere": "You were signed out, in another tab or window or by a change to your "
+        "account.",
+    }[ended]
+    if changing:
+        return f"{why} Nothing was changed: sign in again, then send the form once more."
+    return f"{why} Sign in again to carry on."
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
 
 def _with_query(path: str, pairs: list[tuple[str, str]]) -> str:
@@ -77,11 +110,48 @@ def _with_query(path: str, pairs: list[tuple[str, str]]) -> str:
     return f"{path}?{query}" if query else path
 
 
+def _public_pairs(args: Any) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in args.items(multi=True) if k not in PRIVATE_ARGS]
+
+
 def _return_path() -> str:
     """Where to come back to after signing in: this page and its filters, minus search text."""
-    return _with_query(
-        request.path,
-        [(k, v) for k, v in request.args.items(multi=True) if k not in PRIVATE_ARGS],
+    return _with_query(request.path, _public_pairs(request.args))
+
+
+def _referring_path() -> str | None:
+    """The admin page a form was sent from, minus search text; None if not one of ours."""
+    referrer = urlsplit(request.referrer or "")
+    if f"{referrer.scheme}://{referrer.netloc}/" != request.host_url:
+        return None
+    path = auth.safe_next(referrer.path)
+    if path is None or not path.startswith(f"{bp.url_prefix}/"):
+        return None
+    return _with_query(path, _public_pairs(MultiDict(parse_qsl(referrer.query))))
+
+
+@bp.errorhandler(CSRFError)
+def form_out_of_date(error: CSRFError) -> BaseResponse | tuple[str, int]:
+    """An admin form whose token no longer matches the session: most often the admin signed
+    out (or was signed out) in another tab, which ended the session the token belonged to.
+
+    Nothing is done; the admin is told why, and where to go on from.
+    """
+    admin = auth.session_admin()
+    if request.endpoint == "admin.logout" and admin is None:
+        flash("You are signed out.", "ok")
+        return redirect(url_for("admin.login"), code=303)
+    if admin is None:
+        return _to_sign_in(g.get("session_ended") or "elsewhere")
+    # Still signed in, with a page opened before the latest sign-in (or a form that came
+    # without its token): refused, with the way back to a fresh copy of the page.
+    return render_error(
+        400,
+        "That page was out of date",
+        "Nothing was changed: the form came from a page opened before you last signed in. "
+        "Open the page again and send the form once more.",
+        action_url=_referring_path() or url_for("admin.dashboard"),
+        action_label="Open the page again",
     )
 
 
@@ -284,7 +354,7 @@ def donations() -> str:
     )
 
 
-def _refuse_cross_site() -> None:
+def _refuse_cross_site(list_endpoint: str) -> None:
     """Refuse a download started by another site's link or page (its cookie rides along).
 
     Browsers that send Sec-Fetch-Site say where a request came from; one without it
@@ -295,7 +365,16 @@ def _refuse_cross_site() -> None:
         current_app.logger.warning(
             "export refused: %s request for %s by %s", site, request.path, g.admin.email
         )
-        abort(403)
+        page, status = render_error(
+            403,
+            "Downloads start from the admin pages",
+            "For the safety of the people listed, a list is downloaded only from its own "
+            "page here, not from a link in an email or on another site. Open the list, check "
+            "its filters, and press Export CSV there.",
+            action_url=_with_query(url_for(list_endpoint), list(request.args.items(multi=True))),
+            action_label="Open the list",
+        )
+        abort(make_response(page, status))
 
 
 def _download(export: exports.Export) -> Response:
@@ -335,7 +414,7 @@ def _refuse_unreadable_filters(form: Any, list_endpoint: str) -> None:
 @bp.get("/pledges.csv")
 def export_pledges() -> Response:
     """Download exactly the pledges the list shows with these filters."""
-    _refuse_cross_site()
+    _refuse_cross_site("admin.pledges")
     form, filters = pledge_filters()
     _refuse_unreadable_filters(form, "admin.pledges")
     return _download(exports.pledge_export(filters))
@@ -344,7 +423,7 @@ def export_pledges() -> Response:
 @bp.get("/donations.csv")
 def export_donations() -> Response:
     """Download exactly the donations the list shows with these filters."""
-    _refuse_cross_site()
+    _refuse_cross_site("admin.donations")
     form, filters = donation_filters()
     _refuse_unreadable_filters(form, "admin.donations")
     return _download(exports.donation_export(filters))
@@ -374,12 +453,18 @@ def people() -> str:
     if form.validate_on_submit():
         person = records.find_person(form.email.data)
         records.audit(g.admin.email, "person_lookup", {"found": "yes" if person.found else "no"})
-    return _person_page(form, person, EraseForm(email=person.email if person else ""))
+    # formdata=None: the search's own "email" in this request's body is not theirs.
+    return _person_page(form, person, EraseForm(formdata=None, email=_held(person)))
+
+
+def _held(person: Any) -> str:
+    """The address, as stored, that the page's download and erase forms act on."""
+    return person.email if person else ""
 
 
 def _person_page(form: PersonSearchForm, person: Any, erase: EraseForm) -> str:
     """The person page: the search, what is held, and its download and erase forms."""
-    download = PersonDownloadForm(email=person.email if person else "")
+    download = PersonDownloadForm(formdata=None, email=_held(person))
     return render_template(
         "admin/people.html",
         form=form,
@@ -400,14 +485,14 @@ def person_again() -> BaseResponse:
 
 
 @bp.post("/people/download")
-def person_download() -> Response:
+def person_download() -> BaseResponse:
     """Download one person's data, as JSON or CSV, for a subject access request."""
     form = PersonDownloadForm()
     if not form.validate_on_submit():
         abort(400)
     person = records.find_person(form.email.data)
     if not person.found:
-        abort(404)
+        return _nothing_held(person.email)
     data = records.person_data(person)
     records.audit(
         g.admin.email,
@@ -448,6 +533,8 @@ def person_erase() -> BaseResponse | tuple[str, int]:
         person = records.find_person(form.email.data or "")
         search = PersonSearchForm(data={"email": person.email})
         return _person_page(search, person, form), 422
+    if not records.find_person(form.email.data).found:
+        return _nothing_held(form.email.data)  # erased already, in another tab or by a colleague
     erasure = records.erase_person(form.email.data, actor=g.admin.email)
     current_app.logger.info(
         "erasure by %s: %d pledge deleted, %d donations blanked",
@@ -455,12 +542,25 @@ def person_erase() -> BaseResponse | tuple[str, int]:
         erasure.pledges,
         erasure.donations,
     )
-    flash(
-        f"Erased: {erasure.pledges} pledge deleted, {erasure.donations} donation"
-        f"{'' if erasure.donations == 1 else 's'} kept without the person's details.",
-        "ok",
+    pledge = "the pledge deleted" if erasure.pledges else "no pledge was held"
+    donations = (
+        f"{erasure.donations} donation{'' if erasure.donations == 1 else 's'} kept without "
+        "the person's details"
+        if erasure.donations
+        else "no donations were held"
     )
+    flash(f"Erased: {pledge}; {donations}.", "ok")
     return redirect(url_for("admin.erasure", entry_id=erasure.audit_id), code=303)
+
+
+def _nothing_held(email: str) -> BaseResponse:
+    """A download or an erasure for an address no longer held: say so, do nothing."""
+    flash(
+        f"Nothing is held for {stored_email(email)} any more: it may have been erased "
+        "already. Nothing was done.",
+        "info",
+    )
+    return redirect(url_for("admin.people"), code=303)
 
 
 @bp.get(f"/erasures/<int(max={MAX_ID}):entry_id>")
