@@ -69,22 +69,31 @@ def find_admin(email: str) -> AdminUser | None:
     return db.session.scalar(select(AdminUser).where(AdminUser.email == normalise_email(email)))
 
 
-def _require(email: str) -> AdminUser:
+def existing_admin(email: str) -> AdminUser:
+    """The admin with this address; AccountError when there is none."""
     admin = find_admin(email)
     if admin is None:
-        raise AccountError(f"There is no admin account for {email}.")
+        raise AccountError(f"There is no admin account for {one_line(email) or email}.")
     return admin
+
+
+def new_admin_address(email: str) -> str:
+    """The address a new admin account would have, cleaned as the sign-in form cleans what
+    is typed; AccountError when it is not an address or already has an account."""
+    try:
+        typed = (one_line(email) or "").strip()
+        address = validate_email(typed, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise AccountError("Enter an email address like name@example.org.") from exc
+    if find_admin(address) is not None:
+        raise AccountError(f"An admin account for {address} already exists.")
+    return address
 
 
 def create_admin(email: str, password: str) -> AdminUser:
     """Add an admin who can sign in with this email and password."""
-    try:
-        address = validate_email(email, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise AccountError("Enter an email address like name@example.org.") from exc
+    address = new_admin_address(email)
     check_password(password)
-    if find_admin(address) is not None:
-        raise AccountError(f"An admin account for {address} already exists.")
     admin = AdminUser(email=normalise_email(address), password_hash=hasher.hash(password))
     db.session.add(admin)
     db.session.commit()
@@ -94,7 +103,7 @@ def create_admin(email: str, password: str) -> AdminUser:
 def set_password(email: str, password: str) -> AdminUser:
     """Give an admin a new password and end every session they had."""
     check_password(password)
-    admin = _require(email)
+    admin = existing_admin(email)
     admin.password_hash = hasher.hash(password)
     admin.session_version += 1
     db.session.commit()
@@ -103,7 +112,7 @@ def set_password(email: str, password: str) -> AdminUser:
 
 def set_active(email: str, active: bool) -> AdminUser:
     """Allow or stop an admin's sign-in; stopping also ends their sessions at once."""
-    admin = _require(email)
+    admin = existing_admin(email)
     admin.active = active
     admin.session_version += 1
     db.session.commit()

@@ -42,6 +42,8 @@ admin_group = AppGroup("admin", help="Create and manage the people who can sign 
 @click.argument("email")
 def create_admin(email: str) -> None:
     """Create an admin account; asks for the password twice, without showing it."""
+    with _account_errors():
+        auth.new_admin_address(email)  # before the password is asked for, not after
     password = _prompt_password()
     with _account_errors():
         admin = auth.create_admin(email, password)
@@ -52,6 +54,8 @@ def create_admin(email: str) -> None:
 @click.argument("email")
 def set_password(email: str) -> None:
     """Give an admin a new password; their open sessions end."""
+    with _account_errors():
+        auth.existing_admin(email)  # before the password is asked for, not after
     password = _prompt_password()
     with _account_errors():
         admin = auth.set_password(email, password)

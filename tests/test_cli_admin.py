@@ -78,6 +78,7 @@ def test_create_refuses_a_bad_email(app: Flask, runner: FlaskCliRunner, email: s
     result = runner.invoke(args=["admin", "create", email], input=f"{PASSWORD}\n{PASSWORD}\n")
     assert result.exit_code == 1
     assert "Enter an email address like" in result.output
+    assert "Password" not in result.output  # told before typing a password twice for nothing
 
 
 def test_create_refuses_a_duplicate(runner: FlaskCliRunner, admin_account) -> None:
@@ -86,6 +87,17 @@ def test_create_refuses_a_duplicate(runner: FlaskCliRunner, admin_account) -> No
     )
     assert result.exit_code == 1
     assert "already exists" in result.output
+    assert "Password" not in result.output
+
+
+def test_create_takes_an_address_with_spaces_around_as_sign_in_does(
+    app: Flask, runner: FlaskCliRunner, client
+) -> None:
+    result = runner.invoke(
+        args=["admin", "create", " Sister.Anna@Example.org "], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert sign_in(client, "sister.anna@example.org", PASSWORD).status_code == 303
 
 
 def test_password_is_not_an_argument(runner: FlaskCliRunner) -> None:
@@ -146,6 +158,12 @@ def test_commands_about_an_unknown_admin_say_so(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["admin", "disable", "ghost@example.org"])
     assert result.exit_code == 1
     assert "There is no admin account for ghost@example.org" in result.output
+    result = runner.invoke(
+        args=["admin", "set-password", "ghost@example.org"], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert result.exit_code == 1
+    assert "There is no admin account for ghost@example.org" in result.output
+    assert "Password" not in result.output
     assert "No admin accounts yet" in runner.invoke(args=["admin", "list"]).output
 
 
