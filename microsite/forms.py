@@ -233,10 +233,16 @@ class DayField(DateField):
     """A date as a date input sends it; anything else gets a message saying how to write it."""
 
     def process_formdata(self, valuelist: list[Any]) -> None:
+        # A date box cannot show text that is not a date, so the message repeats it.
+        if len([value for value in valuelist if value]) > 1:
+            raise ValueError("Give one date here, not several.")
         try:
             super().process_formdata(valuelist)
         except ValueError:
-            raise ValueError("Enter a date as YYYY-MM-DD, like 2026-03-01.") from None
+            given = str(valuelist[0])[:40] if valuelist else ""
+            raise ValueError(
+                f"“{given}” is not a date: enter one as YYYY-MM-DD, like 2026-03-01."
+            ) from None
 
 
 class _ListFilterForm(SiteForm):

@@ -71,8 +71,13 @@ def test_pledge_filters(
 def test_a_bad_filter_is_explained_and_ignored(admin_client: FlaskClient, some_pledges) -> None:
     page = admin_client.get("/admin/pledges?since=yesterday&country=IT")
     assert page.status_code == 200
-    assert "Enter a date as YYYY-MM-DD, like 2026-03-01." in page.text
+    # The date box cannot show "yesterday", so the message says what was given.
+    assert "“yesterday” is not a date: enter one as YYYY-MM-DD, like 2026-03-01." in page.text
     assert names(page.text) == ["Maria Rossi"]
+    impossible = admin_client.get("/admin/pledges?since=2026-02-30")
+    assert "“2026-02-30” is not a date" in impossible.text
+    twice = admin_client.get("/admin/pledges?since=2026-01-01&since=2026-02-01")
+    assert "Give one date here, not several." in twice.text
     reversed_dates = admin_client.get("/admin/pledges?since=2026-03-01&until=2026-01-01")
     assert "The end date is before the start date." in reversed_dates.text
 
