@@ -18,8 +18,15 @@ from flask import current_app
 from sqlalchemy import Select, select
 
 from .forms import country_names
-from .models import Donation, Pledge, PrayerRhythm, db
-from .records import DonationFilters, PledgeFilters, audit, filter_donations, filter_pledges
+from .models import Donation, Pledge, db
+from .records import (
+    DonationFilters,
+    PledgeFilters,
+    audit,
+    filter_donations,
+    filter_pledges,
+    rhythm_label,
+)
 from .records import minor_to_text as amount_text
 
 BOM = "\ufeff"
@@ -71,13 +78,6 @@ class Export:
         return f"renate-{self.name}-{today.isoformat()}.csv"
 
 
-def _rhythm(value: str) -> str:
-    try:
-        return PrayerRhythm(value).label
-    except ValueError:
-        return value
-
-
 def pledge_export(filters: PledgeFilters) -> Export:
     """The pledges the filters select, with the consent each was given under."""
     columns = (
@@ -101,7 +101,7 @@ def pledge_export(filters: PledgeFilters) -> Export:
             email,
             country,
             names.get(country, country) if country else None,
-            _rhythm(rhythm),
+            rhythm_label(rhythm),
             intention,
             public,
             version,

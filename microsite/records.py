@@ -14,6 +14,7 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import Select, delete, desc, false, func, or_, select, text
 
+from .forms import country_names
 from .models import (
     AuditLog,
     ChargeRefund,
@@ -393,15 +394,28 @@ def find_person(email: str) -> Person:
 
 
 def _iso(value: datetime | None) -> str | None:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+    """A UTC time to the second, as the CSV exports write it."""
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def rhythm_label(value: str) -> str:
+    """How a pledger prays, in the form's words ("Every day"); an unknown code as it is."""
+    try:
+        return PrayerRhythm(value).label
+    except ValueError:
+        return value
+
+
+# Read by the person they are about, as an answer to a request for a copy: words, as the
+# CSV exports give them, rather than the codes the database keeps.
 def pledge_record(pledge: Pledge) -> dict[str, Any]:
     return {
         "name": pledge.name,
         "email": pledge.email,
-        "country": pledge.country,
-        "rhythm": pledge.rhythm,
+        "country": country_names().get(pledge.country, pledge.country) if pledge.country else None,
+        "rhythm": rhythm_label(pledge.rhythm),
         "intention": pledge.intention,
         "show_publicly": pledge.show_publicly,
         "consent_version": pledge.consent_version,
@@ -416,7 +430,7 @@ def donation_record(donation: Donation) -> dict[str, Any]:
         "created_at": _iso(donation.created_at),
         "mode": "live" if donation.livemode else "test",
         "status": donation.status,
-        "frequency": donation.frequency,
+        "frequency": donation.frequency.replace("_", "-"),
         "currency": donation.currency,
         "amount": minor_to_text(donation.amount, donation.currency),
         "fee_covered": minor_to_text(donation.fee_covered, donation.currency),

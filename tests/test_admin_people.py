@@ -74,6 +74,11 @@ def test_download_as_json(app: Flask, admin_client: FlaskClient, maria) -> None:
     assert data["pledge"]["name"] == "Maria Rossi"
     assert data["pledge"]["intention"] == "For my sister"
     assert data["pledge"]["consent_version"] == "2026-11-pledge-v1"
+    # Written for the person to read, in the words and to the second as the exports give them.
+    assert data["pledge"]["country"] == "Italy"
+    assert data["pledge"]["rhythm"] == "Every day"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", data["pledge"]["consented_at"])
+    assert {d["frequency"] for d in data["donations"]} == {"one-time", "monthly"}
     assert {d["donor_name"] for d in data["donations"]} == {"Maria Rossi", "M. Rossi"}
     with app.app_context():
         entry = db.session.scalars(select(AuditLog).order_by(AuditLog.id.desc())).first()
