@@ -235,12 +235,19 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(429)
     def too_many(error: HTTPException):
-        spent = [limit.reset_at for limit in limiter.current_limits if limit.breached]
+        breached = [limit for limit in limiter.current_limits if limit.breached]
+        spent = [limit.reset_at for limit in breached]
         retry = max(1, int(max(spent) - time.time())) if spent else None
+        # The sign-in's per-account limit is filled by attempts from anywhere, not from here.
+        whose = (
+            "to sign in to this account"
+            if any("account:" in limit.key for limit in breached)
+            else "from here"
+        )
         body, code = render_error(
             429,
             message=(
-                "There have been too many attempts from here in a short while. "
+                f"There have been too many attempts {whose} in a short while. "
                 + (
                     f"Please try again in {retry} seconds."
                     if retry

@@ -385,6 +385,7 @@ def test_repeated_failures_from_one_client_get_429_saying_when(make_app) -> None
         assert sign_in(client, email=f"guess{n}@example.org", password="x" * 12).status_code == 401
     limited = sign_in(client, email="guess9@example.org", password="x" * 12)
     assert limited.status_code == 429
+    assert "too many attempts from here in a short while" in limited.text
     wait = _retry_seconds(limited.text)
     assert 0 < wait <= 15 * 60
     # The header is written a moment after the page, from its own clock reading: the two
@@ -426,6 +427,8 @@ def test_repeated_failures_for_one_account_are_throttled_but_not_for_long(
     limited = sign_in(admin)
     assert limited.status_code == 429
     assert _retry_seconds(limited.text) <= 61
+    # Not blamed on this browser: others' attempts filled the account's limit.
+    assert "too many attempts to sign in to this account in a short while" in limited.text
     # ...but only for the short window: a minute later the real admin gets in.
     time_machine.move_to(_at(1.1), tick=False)
     assert sign_in(admin).status_code == 303
