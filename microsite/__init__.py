@@ -12,6 +12,7 @@ from urllib.parse import quote
 from dotenv import load_dotenv
 from flask import Flask, current_app, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
+from limits.errors import ConfigurationError
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -68,7 +69,13 @@ def register_extensions(app: Flask) -> None:
     migrate.init_app(app, db, directory=str(settings.ROOT / "migrations"))
     security.init_app(app)  # first: its body checks run before CSRF reads the form
     csrf.init_app(app)
-    limiter.init_app(app)
+    try:
+        limiter.init_app(app)
+    except ConfigurationError as error:
+        raise settings.SettingsError(
+            f"RATELIMIT_STORAGE_URI cannot be used ({error}). Use memory://, or "
+            "redis://host:6379 after pip install -e '.[redis]'."
+        ) from None
     payments.init_app(app)
     app.extensions["content"] = ContentLibrary(Path(app.config["CONTENT_DIR"]))
     if not app.debug and not app.testing:

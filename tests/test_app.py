@@ -558,6 +558,19 @@ def test_an_instance_folder_the_site_cannot_write_says_what_to_do(
     assert "Set SECRET_KEY" in str(refused.value)
 
 
+@pytest.mark.parametrize(
+    ("uri", "said"),
+    [("bogus", "unknown storage scheme"), ("memcached://", "prerequisite not available")],
+)
+def test_a_rate_limit_store_that_cannot_be_used_stops_the_start(
+    tmp_path: Path, uri: str, said: str
+) -> None:
+    config = base_config(f"sqlite:///{tmp_path / 'renate.db'}", tmp_path)
+    with pytest.raises(SettingsError, match="RATELIMIT_STORAGE_URI cannot be used") as refused:
+        create_app({**config, "RATELIMIT_STORAGE_URI": uri})
+    assert said in str(refused.value)
+
+
 def test_a_sqlite_too_old_to_store_pledges_stops_the_start(tmp_path: Path, monkeypatch) -> None:
     # Python uses the system's SQLite; before 3.35 every pledge would fail.
     monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 31, 1))
