@@ -106,21 +106,7 @@ def test_without_javascript_the_gift_still_reaches_checkout_and_comes_back(
 
     with app.app_context():
         reference = db.session.scalars(db.select(Donation.reference)).one()
-    completed = {
-        "id": session_id,
-        "object": "checkout.session",
-        "payment_status": "paid",
-        "amount_total": 10000,
-        "currency": "eur",
-        "payment_intent": "pi_test_browser",
-        "metadata": {"donation_reference": reference},
-    }
-    assert (
-        post_event(
-            app.test_client(), make_event("checkout.session.completed", completed)
-        ).status_code
-        == 200
-    )
+    _paid(app, thanks, reference)
     page.goto(thanks)
     assert page.inner_text("h1") == "Thank you for your gift"
     with app.app_context():
