@@ -462,11 +462,12 @@ class DonationForm(SiteForm):
             # Markup, for the address to be a link beside the field; format() escapes what
             # it is given, and nothing in it comes from the donor.
             message = Markup("Online gifts can be up to {}. For a larger gift, please write to ")
+            message = message.format(largest)  # before the address, which may hold braces
             if contact:
                 message += Markup('RENATE at <a href="mailto:{0}">{0}</a>.').format(contact)
             else:
                 message += "RENATE."
-            raise ValidationError(message.format(largest))
+            raise ValidationError(message)
 
     def validate_dedication_kind(self, field: SelectField) -> None:
         if field.data and field.data not in dict(DEDICATION_CHOICES):

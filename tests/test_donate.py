@@ -1247,6 +1247,17 @@ def test_unknown_or_malformed_session_is_a_polite_404(
     assert 'href="/donate"' in response.text and 'href="/"' in response.text
 
 
+def test_the_address_for_a_larger_gift_is_shown_as_it_is_written(
+    make_app: Any, stripe_config: dict[str, Any]
+) -> None:
+    # Braces are allowed before an email's @; they must not be taken for a placeholder.
+    client = make_app(**stripe_config, CONTACT_EMAIL="gifts{0}@renate.example").test_client()
+    response = post_form(client, "/donate", {**ONE_TIME, **other("10000.01")})
+    assert response.status_code == 422
+    assert "Online gifts can be up to €10,000.00." in response.text
+    assert '<a href="mailto:gifts{0}@renate.example">gifts{0}@renate.example</a>' in response.text
+
+
 def test_an_unknown_gift_s_page_says_what_happens_to_a_payment(
     make_app: Any, stripe_config: dict[str, Any]
 ) -> None:
