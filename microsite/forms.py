@@ -407,7 +407,9 @@ class DonationForm(SiteForm):
         self.currency.choices = choices([(code, code) for code in self.settings.currencies])
         presets = [(amount_value(p), self.settings.preset_label(p)) for p in self.settings.presets]
         self.amount.choices = choices([*presets, (OTHER_AMOUNT, "Other amount")])
-        if not self.is_submitted():
+        # Defaults fill a form shown fresh, or refilled from a stored gift (formdata=None),
+        # even in answer to a POST; never a form the donor sent, whose blanks are theirs.
+        if kwargs.get("formdata", ...) is None or not self.is_submitted():
             self.frequency.data = self.frequency.data or Frequency.ONE_TIME.value
             self.currency.data = self.currency.data or self.settings.default_currency
             offered = [amount_value(p) for p in self.settings.presets_for(self.chosen_currency)]

@@ -1372,6 +1372,37 @@ def test_cancelled_in_a_currency_no_longer_offered_does_not_carry_the_amount_ove
     assert re.search(r'<input[^>]* checked[^>]* id="cover_fee"', html)
 
 
+def test_a_retry_in_a_currency_no_longer_offered_asks_again_rather_than_charging_it(
+    make_app: Any, stripe_config: dict[str, Any], fake_stripe: FakeStripe
+) -> None:
+    before = make_app(**stripe_config, DONATION_CURRENCIES="EUR,JPY")
+    client = before.test_client()
+    fake_stripe.fail_next(500)
+    data = {**ONE_TIME, "currency": "JPY", "amount": "other", "other_amount": "5000"}
+    failed = post_form(client, "/donate", data)
+    assert failed.status_code == 502
+    [donation] = donations(before)
+    asked = len(fake_stripe.requests)
+    # The site now takes euros only; the donor presses "Try again" on the page left open.
+    after = make_app(**stripe_config, DONATION_CURRENCIES="EUR")
+    returning = after.test_client()
+    with client.session_transaction() as kept, returning.session_transaction() as session:
+        session.update(kept)
+    retried = returning.post(
+        f"/donate/retry/{donation.reference}", data={"csrf_token": csrf_token(failed.text)}
+    )
+    # Nothing is asked of Stripe in yen: the form comes back, saying why.
+    assert retried.status_code == 409
+    assert len(fake_stripe.requests) == asked
+    assert 'id="currency-note"' in retried.text
+    assert "which we no longer take online" in retried.text
+    assert '<option selected value="EUR">EUR</option>' in retried.text
+    assert 'value="5000"' not in retried.text
+    assert re.search(r'<input checked id="amount-\d"[^>]*value="25"', retried.text)
+    [donation] = donations(after)
+    assert donation.status == DonationStatus.NOT_STARTED
+
+
 def test_cancelled_in_a_currency_still_offered_has_no_currency_note(
     stripe_app: Flask, stripe_client: FlaskClient
 ) -> None:

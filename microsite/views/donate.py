@@ -229,6 +229,9 @@ def retry(reference: str) -> Response | tuple[str, int]:
         return _form_page(_form_for(donation), 503, not_configured=True)
     if donation.status not in RETRYABLE:
         return _where_it_stands(donation) or back
+    if donation.currency not in donation_settings().currencies:
+        # Taken down since the gift was made: the form again, asking for a currency offered.
+        return _form_page(_form_for(donation), 409)
     return _go_to_checkout(donation)
 
 
