@@ -448,6 +448,31 @@ def test_pledge_posts_are_rate_limited(make_app) -> None:
     assert int(limited.headers["Retry-After"]) > 0
 
 
+def test_pledges_are_taken_and_still_limited_while_the_rate_limit_store_is_down(
+    make_app, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # RATELIMIT_STORAGE_URI=redis://... with Redis stopped or restarting: every form must
+    # not fail; each worker counts in its own memory meanwhile, and the log says so.
+    from microsite.extensions import limiter
+
+    app = make_app(PLEDGE_RATE_LIMIT="2 per minute")
+    monkeypatch.setattr(limiter, "_storage_dead", False)
+
+    def unreachable(*args, **kwargs):
+        raise ConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
+
+    for method in ("incr", "get", "get_expiry", "clear"):
+        monkeypatch.setattr(limiter.storage, method, unreachable)
+    monkeypatch.setattr(limiter.storage, "check", lambda: False)
+    client = app.test_client()
+    for n in range(2):
+        sent = post_form(client, "/pledge", {**VALID, "email": f"p{n}@example.org"})
+        assert sent.status_code == 303
+    assert post_form(client, "/pledge", {**VALID, "email": "p3@example.org"}).status_code == 429
+    assert count(app) == 2
+    assert "Rate limit storage unreachable" in caplog.text
+
+
 def test_the_form_says_what_showing_a_pledge_shows(client: FlaskClient) -> None:
     html = client.get("/pledge").text
     box = re.search(r'<input[^>]*id="show_publicly"[^>]*>', html).group(0)
