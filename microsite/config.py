@@ -7,6 +7,7 @@ import logging
 import os
 import secrets
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -189,6 +190,11 @@ def _instance_secret_key(instance: Path) -> str:
     return key
 
 
+SETTINGS_FILE_HINT = (
+    'It is Python: a setting reads like SITE_NAME = "RENATE", text in quotes, numbers without.'
+)
+
+
 def _read_settings_file(path: Path) -> dict[str, Any]:
     """The upper-case names an instance/settings.py sets, its mistakes told as settings errors."""
     namespace: dict[str, Any] = {}
@@ -196,11 +202,19 @@ def _read_settings_file(path: Path) -> dict[str, Any]:
         exec(compile(path.read_text(), str(path), "exec"), namespace)  # noqa: S102
     except SyntaxError as error:
         raise SettingsError(
-            f"{path}, line {error.lineno}: {error.msg}. It is Python: a setting reads like "
-            'SITE_NAME = "RENATE", text in quotes, numbers without.'
+            f"{path}, line {error.lineno}: {error.msg}. {SETTINGS_FILE_HINT}"
         ) from None
     except Exception as error:  # whatever it raised, the site cannot start with it
-        raise SettingsError(f"{path} stopped with {type(error).__name__}: {error}") from None
+        # The line of the file itself that raised, not of whatever it called.
+        lines = [
+            frame.lineno
+            for frame in traceback.extract_tb(error.__traceback__)
+            if frame.filename == str(path)
+        ]
+        where = f"{path}, line {lines[-1]}" if lines else str(path)
+        # Text without its quotes (SITE_NAME = RENATE) is read as a name never defined.
+        hint = f". {SETTINGS_FILE_HINT}" if isinstance(error, NameError) else ""
+        raise SettingsError(f"{where}: {type(error).__name__}: {error}{hint}") from None
     found = {name: value for name, value in namespace.items() if name.isupper()}
     _warn_of_misspelt_settings(found, where=f" in {path.name}")
     for name, default in DEFAULTS.items():

@@ -478,9 +478,14 @@ def test_a_mistake_in_the_instance_settings_file_names_its_line(tmp_path: Path) 
     (tmp_path / "settings.py").write_text('SITE_NAME = "RENATE"\nSITE_URL = https://x.org\n')
     with pytest.raises(SettingsError, match=r"settings\.py, line 2: invalid syntax"):
         load(tmp_path, None)
-    (tmp_path / "settings.py").write_text("SITE_NAME = RENATE\n")
-    with pytest.raises(SettingsError, match=r"settings\.py stopped with NameError: name 'RENATE'"):
+    # Text left without its quotes, the likeliest slip: Python reads it as a name.
+    (tmp_path / "settings.py").write_text('SITE_NAME = "RENATE"\n\nCONTACT_EMAIL = office\n')
+    with pytest.raises(SettingsError) as refused:
         load(tmp_path, None)
+    assert str(refused.value) == (
+        f"{tmp_path / 'settings.py'}, line 3: NameError: name 'office' is not defined. It is "
+        'Python: a setting reads like SITE_NAME = "RENATE", text in quotes, numbers without.'
+    )
 
 
 def test_a_misspelt_name_in_the_instance_settings_file_is_pointed_out(
