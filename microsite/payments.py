@@ -146,9 +146,10 @@ def init_app(app: Flask) -> None:
     # Read once, so a mistyped amount or currency setting stops the start, not a donor.
     app.extensions["donation_settings"] = settings = read_donation_settings(app.config)
     _note_presets_not_offered(app, settings)
+    # Checked with no key too: a setting made ready before the key stops the start now.
+    retries = int(app.config["STRIPE_MAX_NETWORK_RETRIES"])
+    timeout = stripe_timeout(app.config["STRIPE_TIMEOUT"], retries)
     if mode is not None:
-        retries = int(app.config["STRIPE_MAX_NETWORK_RETRIES"])
-        timeout = stripe_timeout(app.config["STRIPE_TIMEOUT"], retries)
         # Explicitly: the library's own client would wait 80 seconds for each attempt.
         http_client = app.config.get("STRIPE_HTTP_CLIENT")
         if http_client is None:

@@ -393,6 +393,23 @@ def test_a_timeout_the_workers_could_not_wait_for_stops_the_start(make_app) -> N
     assert app.extensions["stripe_http_client"]._timeout == (2.0, 10.0)
 
 
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"STRIPE_TIMEOUT": "5s"}, "STRIPE_TIMEOUT must be a number"),
+        ({"STRIPE_TIMEOUT": "0"}, "STRIPE_TIMEOUT must be more than 0"),
+        ({"STRIPE_MAX_NETWORK_RETRIES": -1}, "STRIPE_MAX_NETWORK_RETRIES must be 0 or more"),
+        ({"STRIPE_TIMEOUT": "30"}, "STRIPE_TIMEOUT=30 with STRIPE_MAX_NETWORK_RETRIES=2"),
+    ],
+)
+def test_stripe_s_timing_settings_are_checked_before_a_key_is_given(
+    make_app, overrides: dict[str, object], message: str
+) -> None:
+    # Settings made ready before the key: the mistake shows then, not the day the key goes in.
+    with pytest.raises(StripeSettingsError, match=re.escape(message)):
+        make_app(**overrides)
+
+
 @pytest.mark.parametrize("retries", [1025, 99_999_999_999])
 def test_a_huge_number_of_retries_stops_the_start_with_the_same_plain_message(
     make_app, retries: int
