@@ -5,16 +5,19 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from datetime import date, datetime
-from typing import BinaryIO
+from functools import wraps
+from typing import Any, BinaryIO
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
 from . import auth, exports
+from .models import db, schema_state
 from .records import DonationFilters, PledgeFilters
 
 SHELL_ACTOR = "shell"
@@ -35,11 +38,39 @@ def _account_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from exc
 
 
+SCHEMA_ADVICE = {
+    "missing": "the database has no tables for this site yet: run flask db upgrade first.",
+    "behind": "the database is behind this release's schema: run flask db upgrade first.",
+}
+
+
+def _needs_schema(command: Callable[..., None]) -> Callable[..., None]:
+    """A database not yet upgraded (a new server, a new release) is told as the one command
+    that fixes it, not as the database's traceback; any other database error is left as is."""
+
+    @wraps(command)
+    def run(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except SQLAlchemyError:
+            try:
+                db.session.rollback()
+                state = schema_state()
+            except SQLAlchemyError:
+                state = ""  # the database itself is the trouble: its own error says what
+            if state in SCHEMA_ADVICE:
+                raise click.ClickException(SCHEMA_ADVICE[state]) from None
+            raise
+
+    return run
+
+
 admin_group = AppGroup("admin", help="Create and manage the people who can sign in to /admin.")
 
 
 @admin_group.command("create")
 @click.argument("email")
+@_needs_schema
 def create_admin(email: str) -> None:
     """Create an admin account; asks for the password twice, without showing it."""
     with _account_errors():
@@ -52,6 +83,7 @@ def create_admin(email: str) -> None:
 
 @admin_group.command("set-password")
 @click.argument("email")
+@_needs_schema
 def set_password(email: str) -> None:
     """Give an admin a new password; their open sessions end."""
     with _account_errors():
@@ -64,6 +96,7 @@ def set_password(email: str) -> None:
 
 @admin_group.command("disable")
 @click.argument("email")
+@_needs_schema
 def disable_admin(email: str) -> None:
     """Stop an admin from signing in, and end their open sessions."""
     with _account_errors():
@@ -73,6 +106,7 @@ def disable_admin(email: str) -> None:
 
 @admin_group.command("enable")
 @click.argument("email")
+@_needs_schema
 def enable_admin(email: str) -> None:
     """Let a disabled admin sign in again."""
     with _account_errors():
@@ -81,6 +115,7 @@ def enable_admin(email: str) -> None:
 
 
 @admin_group.command("list")
+@_needs_schema
 def list_admins() -> None:
     """List the admin accounts."""
     admins = auth.list_admins()
@@ -167,6 +202,7 @@ _output = click.option(
 @_since
 @_until
 @_output
+@_needs_schema
 def export_pledges(since: datetime | None, until: datetime | None, output: str | None) -> None:
     """Export pledges as CSV, with the consent each was given under."""
     filters = PledgeFilters(**_dates(since, until))
@@ -177,6 +213,7 @@ def export_pledges(since: datetime | None, until: datetime | None, output: str |
 @_since
 @_until
 @_output
+@_needs_schema
 def export_donations(since: datetime | None, until: datetime | None, output: str | None) -> None:
     """Export donations as CSV."""
     filters = DonationFilters(**_dates(since, until))

@@ -341,3 +341,50 @@ def test_shell_export_file_is_readable_by_its_owner_only(
     assert result.exit_code == 0, result.output
     assert output.read_bytes().endswith(b"\r\n")
     assert b"xxx" not in output.read_bytes()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["admin", "create", "a@example.org"],
+        ["admin", "list"],
+        ["admin", "set-password", "a@example.org"],
+        ["admin", "disable", "a@example.org"],
+        ["admin", "enable", "a@example.org"],
+        ["export", "pledges"],
+        ["export", "donations"],
+    ],
+)
+def test_a_command_before_flask_db_upgrade_says_to_run_it(tmp_path: Path, args: list[str]) -> None:
+    # A fresh server where `flask db upgrade` has not run yet: one line saying what to do,
+    # not a database traceback, and no password asked for first.
+    from microsite import create_app
+    from tests.conftest import base_config
+
+    app = create_app(base_config(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path))
+    result = app.test_cli_runner().invoke(args=args, input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        "Error: the database has no tables for this site yet: run flask db upgrade first.\n"
+    )
+    assert "Password" not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_command_on_a_database_a_release_behind_says_to_upgrade(
+    app: Flask, runner: FlaskCliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from microsite import cli
+
+    def behind(*args, **kwargs):
+        raise OperationalError("SELECT ...", {}, Exception("no such column: admin_user.x"))
+
+    monkeypatch.setattr(cli.auth, "list_admins", behind)
+    monkeypatch.setattr(cli, "schema_state", lambda: "behind")
+    result = runner.invoke(args=["admin", "list"])
+    assert result.exit_code == 1
+    assert result.output.endswith(
+        "Error: the database is behind this release's schema: run flask db upgrade first.\n"
+    )
