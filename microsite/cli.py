@@ -68,7 +68,7 @@ def _needs_schema(command: Callable[..., None]) -> Callable[..., None]:
 admin_group = AppGroup("admin", help="Create and manage the people who can sign in to /admin.")
 
 
-@admin_group.command("create")
+@admin_group.command("create", short_help="Create an admin account; asks for its password.")
 @click.argument("email")
 @_needs_schema
 def create_admin(email: str) -> None:

@@ -388,3 +388,11 @@ def test_a_command_on_a_database_a_release_behind_says_to_upgrade(
     assert result.output.endswith(
         "Error: the database is behind this release's schema: run flask db upgrade first.\n"
     )
+
+
+@pytest.mark.parametrize("group", ["admin", "export"])
+def test_each_command_s_summary_in_the_help_is_whole(runner: FlaskCliRunner, group: str) -> None:
+    result = runner.invoke(args=[group, "--help"])
+    assert result.exit_code == 0
+    commands = result.output.split("Commands:")[1]
+    assert "..." not in commands, commands
