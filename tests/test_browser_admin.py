@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from microsite import records
 from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.browser import assert_fits_viewport
 
@@ -173,3 +174,18 @@ def test_a_mistyped_erasure_confirmation_is_brought_into_view(
     page.goto(live_server.url + "/admin/people/erase")
     assert page.url == live_server.url + "/admin/people"
     assert page.locator("h1").inner_text() == "Find a person"
+
+
+def test_an_erasure_s_references_fit_the_audit_log(
+    page, live_server, app, admin_account, add_donation
+) -> None:
+    for _ in range(2):
+        add_donation(donor_email="maria@example.org")
+    with app.app_context():
+        records.erase_person("maria@example.org", actor=ADMIN_EMAIL)
+    sign_in_through_the_form(page, live_server)
+    page.wait_for_url(re.compile(r"/admin/$"))
+    page.goto(live_server.url + "/admin/audit")
+    details = page.locator("tr:has-text('Erased a person') td[data-label=Details]")
+    assert "donations blanked" in details.inner_text()
+    assert_fits_viewport(page)
