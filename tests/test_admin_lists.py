@@ -357,3 +357,11 @@ def test_search_text_is_not_written_to_the_site_log(
     logged = "\n".join(record.getMessage() for record in caplog.records).lower()
     assert "maria" not in logged
     assert "monthly@" not in logged
+
+
+def test_an_audit_log_page_past_the_end_does_not_call_the_log_empty(
+    admin_client: FlaskClient,
+) -> None:
+    html = admin_client.get("/admin/audit?page=5").text  # the sign-in is logged
+    assert "There is no page 5: the list has 1 page." in html
+    assert "Nothing logged yet." not in html
