@@ -656,3 +656,11 @@ def test_an_oversized_body_to_an_admin_page_gets_the_413_page(client: FlaskClien
         assert response.status_code == 413, url
         assert "too much to send" in response.text, url
         assert response.headers["Cache-Control"] == "no-store", url
+
+
+def test_an_export_asked_for_while_signed_out_comes_back_to_its_list(client: FlaskClient) -> None:
+    for export, listing in (("pledges.csv", "pledges"), ("donations.csv", "donations")):
+        response = client.get(f"/admin/{export}?since=2026-01-01&q=maria")
+        assert response.headers["Location"] == (
+            f"/admin/login?next=/admin/{listing}?since%3D2026-01-01"
+        )

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from microsite import records
+from microsite import auth, records
 from tests.admin_fixtures import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.browser import assert_fits_viewport
 
@@ -189,3 +189,28 @@ def test_an_erasure_s_references_fit_the_audit_log(
     details = page.locator("tr:has-text('Erased a person') td[data-label=Details]")
     assert "donations blanked" in details.inner_text()
     assert_fits_viewport(page)
+
+
+def test_an_export_after_the_session_ended_leads_to_sign_in(
+    page, live_server, app, admin_account, pledges
+) -> None:
+    sign_in_through_the_form(page, live_server)
+    page.wait_for_url(re.compile(r"/admin/$"))
+    page.goto(live_server.url + "/admin/pledges?country=IT")
+    with app.app_context():
+        auth.set_password(ADMIN_EMAIL, "a brand new long password")  # ends every session
+    # Not a download of the sign-in page: the sign-in page itself, saying why.
+    page.click("#export")
+    page.wait_for_url(re.compile(r"/admin/login\?next="))
+    assert "You were signed out" in page.inner_text(".flash")
+    sign_in_through_the_form_here(page, "a brand new long password")
+    # Back at the list and its filters, to export from.
+    page.wait_for_url(re.compile(r"/admin/pledges\?country=IT$"))
+    assert "2 pledges match these filters." in page.inner_text(".result-count")
+
+
+def sign_in_through_the_form_here(page, password: str) -> None:
+    page.fill("#email", ADMIN_EMAIL)
+    page.fill("#password", password)
+    with page.expect_navigation():
+        page.click("form button[type=submit]")

@@ -53,6 +53,12 @@ PUBLIC_ENDPOINTS = {"admin.login"}
 PRIVATE_ARGS = {"q"}
 # Sec-Fetch-Site values of a request the admin made from our own pages or the address bar.
 OWN_FETCH_SITES = {"same-origin", "none"}
+# A download asked for while signed out comes back to its list, to be exported from there:
+# after signing in, the browser would otherwise keep showing the sign-in page as it downloads.
+EXPORT_LISTS = {
+    "admin.export_pledges": "admin.pledges",
+    "admin.export_donations": "admin.donations",
+}
 # Labels short enough for a table column.
 SHORT_RHYTHM = {"daily": "Every day", "weekly": "Every week", "feb8": "On 8 February"}
 
@@ -116,7 +122,10 @@ def _public_pairs(args: Any) -> list[tuple[str, str]]:
 
 def _return_path() -> str:
     """Where to come back to after signing in: this page and its filters, minus search text."""
-    return _with_query(request.path, _public_pairs(request.args))
+    path = request.path
+    if request.endpoint in EXPORT_LISTS:
+        path = url_for(EXPORT_LISTS[request.endpoint])
+    return _with_query(path, _public_pairs(request.args))
 
 
 def _referring_path() -> str | None:
