@@ -472,3 +472,9 @@ def test_stripes_words_quoting_the_donor_are_downloaded_and_then_erased(
     with app.app_context():
         kept = db.session.scalar(select(Donation).where(Donation.reference == refused))
     assert kept.failure_reason == REFUSED_NOTE + "its words were erased with the donor's data."
+
+
+def test_the_person_page_shows_a_gift_s_dedication(admin_client: FlaskClient, maria) -> None:
+    # A name the erasure removes: staff see it before they erase, or read it out on request.
+    html = lookup(admin_client, EMAIL).text
+    assert "In memory of <bdi>Nonna Lucia</bdi>" in html
