@@ -380,13 +380,14 @@ class DonationForm(SiteForm):
     dedication_name = StringField(
         "Their name",
         validators=[Length(max=100, message="The name can be at most 100 characters.")],
-        render_kw={"maxlength": 100},
+        # dir=auto, as on the pledge form: a name in Arabic or Hebrew reads right to left.
+        render_kw={"maxlength": 100, "dir": "auto"},
     )
     anonymous = BooleanField("Give anonymously")
     donor_name = StringField(
         "Your name (optional)",
         validators=[Length(max=100, message="Your name can be at most 100 characters.")],
-        render_kw={"autocomplete": "name", "maxlength": 100},
+        render_kw={"autocomplete": "name", "maxlength": 100, "dir": "auto"},
     )
     donor_email = EmailField(
         "Email address (optional)",
@@ -396,7 +397,7 @@ class DonationForm(SiteForm):
     message = TextAreaField(
         "A message to RENATE (optional)",
         validators=[Length(max=500, message="Your message can be at most 500 characters.")],
-        render_kw={"maxlength": 500, "rows": 3},
+        render_kw={"maxlength": 500, "rows": 3, "dir": "auto"},
     )
     # A field people never see; bots fill it in.
     homepage = StringField("Leave this empty", render_kw={"autocomplete": "off", "tabindex": -1})

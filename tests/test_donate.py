@@ -1476,3 +1476,14 @@ def test_a_checkbox_hint_is_read_with_its_checkbox(client: FlaskClient) -> None:
     box = re.search(r'<input[^>]*id="cover_fee"[^>]*>', html).group(0)
     assert 'aria-describedby="fee-estimate"' in box
     assert 'id="fee-estimate"' in html
+
+
+@pytest.mark.parametrize("field", ["dedication_name", "donor_name", "message"])
+def test_a_name_or_message_in_arabic_or_hebrew_reads_right_to_left(
+    client: FlaskClient, field: str
+) -> None:
+    # As on the pledge form: without it, a long right-to-left name in a left-to-right box
+    # shows its end and hides its beginning, and its punctuation lands on the wrong side.
+    html = client.get("/donate").text
+    box = re.search(rf'<(?:input|textarea)[^>]*\bname="{field}"[^>]*>', html).group(0)
+    assert 'dir="auto"' in box
