@@ -165,6 +165,27 @@ def test_the_thank_you_page_shows_the_confirmation_when_it_arrives(
         assert db.session.scalars(db.select(Donation.status)).one() == DonationStatus.PAID
 
 
+def test_the_window_s_title_follows_the_news_on_the_thank_you_page(
+    page: Any, live_server: Any, fake_stripe: FakeStripe, app: Flask
+) -> None:
+    thanks, reference = _a_pending_gift(page, live_server, app)
+    page.goto(thanks)
+    assert page.title() == "Thank you: your gift is being processed · RENATE"
+
+    expired = {
+        "id": thanks.rpartition("=")[2],
+        "object": "checkout.session",
+        "status": "expired",
+        "payment_status": "unpaid",
+        "metadata": {"donation_reference": reference},
+    }
+    event = make_event("checkout.session.expired", expired)
+    assert post_event(app.test_client(), event).status_code == 200
+    expect(page.locator("h1")).to_have_text("Your payment did not go through", timeout=10_000)
+    # The tab, and what a screen reader calls the window, no longer thank the donor.
+    expect(page).to_have_title("Your payment did not go through · RENATE")
+
+
 def test_the_thank_you_page_asks_a_few_times_only(
     page: Any, live_server: Any, fake_stripe: FakeStripe, app: Flask
 ) -> None:

@@ -1233,6 +1233,30 @@ def test_thanks_says_being_processed_until_a_webhook_confirms(
 
 
 @pytest.mark.parametrize(
+    ("status", "heading"),
+    [
+        (DonationStatus.OPEN, "Thank you: your gift is being processed"),
+        (DonationStatus.PAID, "Thank you for your gift"),
+        (DonationStatus.FAILED, "Your payment did not go through"),
+        (DonationStatus.ABANDONED, "Your payment did not go through"),
+        (DonationStatus.REFUNDED, "This gift was refunded"),
+    ],
+)
+def test_the_thank_you_page_s_title_says_what_its_heading_says(
+    stripe_app: Flask, stripe_client: FlaskClient, status: DonationStatus, heading: str
+) -> None:
+    # The title is what a tab and a screen reader announce first: a donor whose payment
+    # did not go through must not be thanked there.
+    session_id = start(stripe_client)
+    with stripe_app.app_context():
+        db.session.scalars(select(Donation)).one().status = status
+        db.session.commit()
+    page = stripe_client.get(f"/donate/thanks?session_id={session_id}").text
+    assert f"<title>{heading} · RENATE</title>" in page
+    assert f'<h1 id="thanks-heading">{heading}</h1>' in page
+
+
+@pytest.mark.parametrize(
     "session_id", ["cs_test_unknown123", "", "nonsense", "cs_test_<script>", "cs_test_" + "a" * 300]
 )
 def test_unknown_or_malformed_session_is_a_polite_404(

@@ -15,11 +15,13 @@
     if (tries < TRIES) { window.setTimeout(ask, EVERY); }
   }
 
-  function show(fresh) {
+  function show(fresh, title) {
     var hadFocus = section.contains(document.activeElement);
     var shown = document.importNode(fresh, true);
     section.replaceWith(shown);
     section = shown;
+    // The window's title follows the news, as a page loaded afresh would have it.
+    if (title) { document.title = title; }
     var heading = shown.querySelector("h1");
     if (!heading) { return; }
     // Said once, in short: the new heading and the sentence after it.
@@ -40,7 +42,7 @@
       .then(function (html) {
         var page = new DOMParser().parseFromString(html, "text/html");
         var fresh = page.querySelector(".donation-status");
-        if (fresh && !fresh.hasAttribute("data-waiting")) { show(fresh); } else { later(); }
+        if (fresh && !fresh.hasAttribute("data-waiting")) { show(fresh, page.title); } else { later(); }
       }, later);
   }
 
