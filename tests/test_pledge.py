@@ -399,6 +399,27 @@ def test_a_pledge_without_a_token_comes_back_filled_in_too(app: Flask, client: F
     assert count(app) == 0
 
 
+COOKIES_BLOCKED = (
+    "If this note comes back when you send again, your browser may be blocking cookies: "
+    "allow them for this site, then send once more."
+)
+
+
+def test_a_browser_that_refuses_cookies_is_told_so_rather_than_sent_round_again(
+    app: Flask,
+) -> None:
+    # Without the cookie no token can ever match: sending again as asked comes back the
+    # same way for good, unless the visitor learns what stands in the way.
+    client = app.test_client(use_cookies=False)
+    html = client.get("/pledge").text
+    for _ in range(2):
+        response = client.post("/pledge", data={**VALID, "csrf_token": csrf_token(html)})
+        assert response.status_code == 400
+        html = response.text
+        assert COOKIES_BLOCKED in html_lib.unescape(html)
+    assert count(app) == 0
+
+
 def test_a_pledge_with_an_expired_token_comes_back_filled_in(make_app, time_machine) -> None:
     app = make_app(WTF_CSRF_TIME_LIMIT=60)
     client = app.test_client()
@@ -408,6 +429,8 @@ def test_a_pledge_with_an_expired_token_comes_back_filled_in(make_app, time_mach
     response = client.post("/pledge", data={**VALID, "csrf_token": token})
     assert response.status_code == 400
     assert REFUSED_NOTE in html_lib.unescape(response.text)
+    # The cookie came with it: cookies are not what stands in the way.
+    assert COOKIES_BLOCKED not in html_lib.unescape(response.text)
     _kept_answers(response.text)
     assert token not in response.text
     assert count(app) == 0
