@@ -269,6 +269,8 @@ _AMOUNT = re.compile(r"(\d+)(?:[.,](\d+))?")
 _GROUPED = re.compile(r"\d{1,3}(?:[.,]\d{3})+(?:[.,]\d*)?")
 # An amount with a currency code before or after it: "EUR 30", "30 eur".
 _WITH_CODE = re.compile(r"([A-Za-z]{3})?([\d.,]+)([A-Za-z]{3})?")
+# No cents, as Dutch, German and Scandinavian price tags write it: "25,-" (or with an en dash).
+_NO_CENTS = re.compile(r"(?<=\d)[.,][-\u2013](?=(?:[A-Za-z]{3})?$)")
 
 # The signs a donor may type before or after an amount, and the currencies each can mean.
 # fmt: off
@@ -304,6 +306,7 @@ def parse_amount(text: str, currency: str) -> Decimal:
                     "or enter the amount without a sign."
                 )
             cleaned = cleaned.strip(sign)
+    cleaned = _NO_CENTS.sub("", cleaned)
     with_code = _WITH_CODE.fullmatch(cleaned)
     if with_code:
         for typed in (with_code.group(1), with_code.group(3)):

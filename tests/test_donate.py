@@ -466,6 +466,10 @@ def test_a_retry_after_the_customer_call_failed_on_stripe_s_side_uses_new_keys(
         ("30eur", 3000),
         ("1", 100),
         ("10000", 1_000_000),
+        # Whole euros as Dutch, German and Scandinavian price tags write them.
+        ("€ 25,-", 2500),
+        ("25,\u2013", 2500),
+        ("25.- EUR", 2500),
     ],
 )
 def test_other_amount_is_read_as_decimal_and_stored_in_cents(

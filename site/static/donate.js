@@ -82,6 +82,8 @@
       if (cur.signs.indexOf(sign) < 0) { return null; }
       text = strip(text, sign);
     }
+    // No cents, as "25,-" or "25,–" writes it (money._NO_CENTS).
+    text = text.replace(/(\d)[.,][-\u2013](?=(?:[A-Za-z]{3})?$)/, "$1");
     var coded = /^([A-Za-z]{3})?([\d.,]+)([A-Za-z]{3})?$/.exec(text);
     if (coded) {
       var codes = [coded[1], coded[3]].filter(Boolean);
