@@ -11,6 +11,7 @@ from urllib.parse import quote
 
 from dotenv import load_dotenv
 from flask import Flask, current_app, redirect, render_template, request, url_for
+from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from limits.errors import ConfigurationError
 from sqlalchemy import event
@@ -273,6 +274,11 @@ def register_error_handlers(app: Flask) -> None:
     def http_error(error: HTTPException):
         code = error.code or 500
         if code < 400:
+            return error
+        if request_ctx.url_adapter is None:
+            # A Host header no address can have (a part of the name over 63 characters):
+            # no link can be built for it, not even the page's stylesheet. Werkzeug's own
+            # plain page says what was wrong.
             return error
         if code == 404 and (target := _without_trailing_slash()):
             return redirect(target, 308)

@@ -282,6 +282,17 @@ def test_a_post_to_an_address_with_a_trailing_slash_is_not_redirected(
     assert client.post("/pledge/").status_code == 404
 
 
+@pytest.mark.parametrize("path", ["/", "/pledge", "/nowhere", "/admin/"])
+def test_a_host_name_no_address_can_have_is_a_bad_request_not_a_crash(
+    client: FlaskClient, path: str
+) -> None:
+    # One part of a host name is at most 63 characters: no link on this site can be built
+    # for such a Host, not even the error page's stylesheet.
+    response = client.get(path, headers={"Host": "a" * 64 + ".example"})
+    assert response.status_code == 400
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
 def test_405_is_a_page_not_a_crash(client: FlaskClient) -> None:
     response = client.delete("/pledge")
     assert response.status_code == 405
