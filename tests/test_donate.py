@@ -1431,6 +1431,36 @@ def test_a_retry_in_a_currency_no_longer_offered_asks_again_rather_than_charging
     assert donation.status == DonationStatus.NOT_STARTED
 
 
+def test_a_retry_of_a_test_gift_once_the_site_takes_real_money_never_reaches_live_checkout(
+    make_app: Any, stripe_config: dict[str, Any], fake_stripe: FakeStripe
+) -> None:
+    before = make_app(**stripe_config)
+    client = before.test_client()
+    started = post_form(client, "/donate", ONE_TIME)
+    assert started.status_code == 303
+    [donation] = donations(before)
+    assert donation.livemode is False
+    asked = len(fake_stripe.requests)
+    # The site now has its live key; the page left open from a test gift is pressed again.
+    after = make_app(
+        **{**stripe_config, "STRIPE_SECRET_KEY": "sk_live_abc123"}, STRIPE_ALLOW_LIVE=True
+    )
+    returning = after.test_client()
+    with client.session_transaction() as kept, returning.session_transaction() as session:
+        session.update(kept)
+    page = returning.get(f"/donate/cancelled?ref={donation.reference}")
+    retried = returning.post(
+        f"/donate/retry/{donation.reference}", data={"csrf_token": csrf_token(page.text)}
+    )
+    # A test gift is never paid with real money: the donor gets the form back, to give anew.
+    assert retried.status_code == 303
+    assert retried.headers["Location"] == f"/donate/cancelled?ref={donation.reference}"
+    assert len(fake_stripe.requests) == asked
+    [donation] = donations(after)
+    assert donation.livemode is False
+    assert donation.status == DonationStatus.OPEN
+
+
 def test_cancelled_in_a_currency_still_offered_has_no_currency_note(
     stripe_app: Flask, stripe_client: FlaskClient
 ) -> None:

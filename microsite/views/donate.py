@@ -20,6 +20,7 @@ from werkzeug.wrappers import Response
 from .. import absolute_url, reload_the_form_page
 from ..extensions import limiter
 from ..forms import OTHER_AMOUNT, DonationForm, amount_value
+from ..ledger import live_mode
 from ..models import Donation, DonationStatus, Frequency
 from ..money import (
     SIGNS,
@@ -229,6 +230,10 @@ def retry(reference: str) -> Response | tuple[str, int]:
         return _form_page(_form_for(donation), 503, not_configured=True)
     if donation.status not in RETRYABLE:
         return _where_it_stands(donation) or back
+    if donation.livemode != live_mode():
+        # Made under the other Stripe mode's key (a test gift, before the site took real
+        # money): a Checkout now would charge for it in this mode. Its form, to give anew.
+        return back
     if donation.currency not in donation_settings().currencies:
         # Taken down since the gift was made: the form again, asking for a currency offered.
         return _form_page(_form_for(donation), 409)
