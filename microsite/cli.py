@@ -65,11 +65,26 @@ def _needs_schema(command: Callable[..., None]) -> Callable[..., None]:
     return run
 
 
+def _typed_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """The address as typed, refused when the terminal sent bytes that are not UTF-8 (an
+    accented letter from one set to Latin-1, say): no account's address holds them."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise click.BadParameter(
+            "it holds characters that are not UTF-8. Set the terminal to UTF-8 "
+            "(a locale such as C.UTF-8) and type it again."
+        ) from None
+    return value
+
+
+_email = click.argument("email", callback=_typed_address)
+
 admin_group = AppGroup("admin", help="Create and manage the people who can sign in to /admin.")
 
 
 @admin_group.command("create", short_help="Create an admin account; asks for its password.")
-@click.argument("email")
+@_email
 @_needs_schema
 def create_admin(email: str) -> None:
     """Create an admin account; asks for the password twice, without showing it."""
@@ -82,7 +97,7 @@ def create_admin(email: str) -> None:
 
 
 @admin_group.command("set-password")
-@click.argument("email")
+@_email
 @_needs_schema
 def set_password(email: str) -> None:
     """Give an admin a new password; their open sessions end."""
@@ -95,7 +110,7 @@ def set_password(email: str) -> None:
 
 
 @admin_group.command("disable")
-@click.argument("email")
+@_email
 @_needs_schema
 def disable_admin(email: str) -> None:
     """Stop an admin from signing in, and end their open sessions."""
@@ -105,7 +120,7 @@ def disable_admin(email: str) -> None:
 
 
 @admin_group.command("enable")
-@click.argument("email")
+@_email
 @_needs_schema
 def enable_admin(email: str) -> None:
     """Let a disabled admin sign in again."""

@@ -167,6 +167,20 @@ def test_commands_about_an_unknown_admin_say_so(runner: FlaskCliRunner) -> None:
     assert "No admin accounts yet" in runner.invoke(args=["admin", "list"]).output
 
 
+@pytest.mark.parametrize("command", ["create", "set-password", "disable", "enable"])
+def test_an_address_typed_in_a_terminal_that_is_not_utf8_is_refused_with_a_message(
+    runner: FlaskCliRunner, admin_account, command: str
+) -> None:
+    # "josé@" from a terminal set to Latin-1: the é arrives as a byte that is not UTF-8.
+    result = runner.invoke(
+        args=["admin", command, "jos\udce9@example.org"], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert result.exit_code == 2
+    assert "not UTF-8" in result.output
+    assert "Password" not in result.output
+
+
 def test_hashes_are_argon2id(app: Flask) -> None:
     with app.app_context():
         admin = auth.create_admin("b@example.org", PASSWORD)
