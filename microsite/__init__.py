@@ -219,6 +219,45 @@ def _hint_at_missing_schema(cause: BaseException | None) -> None:
         )
 
 
+def _breached_limits() -> list[Any]:
+    return [limit for limit in limiter.current_limits if limit.breached]
+
+
+def seconds_to_wait() -> int | None:
+    """After a 429: how long until every limit this request spent lets it in again."""
+    spent = [limit.reset_at for limit in _breached_limits()]
+    return max(1, int(max(spent) - time.time())) if spent else None
+
+
+def retry_after_header(retry: int | None) -> dict[str, str]:
+    return {"Retry-After": str(retry)} if retry else {}
+
+
+def too_many_attempts_page() -> tuple[str, int, dict[str, str]]:
+    """The 429 page: who has tried too often, and when to try again."""
+    retry = seconds_to_wait()
+    # The sign-in's per-account limit is filled by attempts from anywhere, not from here.
+    whose = (
+        "to sign in to this account"
+        if any("account:" in limit.key for limit in _breached_limits())
+        else "from here"
+    )
+    body, code = render_error(
+        429,
+        message=(
+            f"There have been too many attempts {whose} in a short while. "
+            + (
+                f"Please try again in {retry} seconds."
+                if retry
+                else "Please wait a minute and try again."
+            )
+        ),
+        action_url=_reload_url(),
+        action_label="Back to the page",
+    )
+    return body, code, retry_after_header(retry)
+
+
 def reload_the_form_page() -> tuple[str, int]:
     """A form refused for its CSRF token: the page that leads back to the form.
 
@@ -243,30 +282,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(429)
     def too_many(error: HTTPException):
-        breached = [limit for limit in limiter.current_limits if limit.breached]
-        spent = [limit.reset_at for limit in breached]
-        retry = max(1, int(max(spent) - time.time())) if spent else None
-        # The sign-in's per-account limit is filled by attempts from anywhere, not from here.
-        whose = (
-            "to sign in to this account"
-            if any("account:" in limit.key for limit in breached)
-            else "from here"
-        )
-        body, code = render_error(
-            429,
-            message=(
-                f"There have been too many attempts {whose} in a short while. "
-                + (
-                    f"Please try again in {retry} seconds."
-                    if retry
-                    else "Please wait a minute and try again."
-                )
-            ),
-            action_url=_reload_url(),
-            action_label="Back to the page",
-        )
-        headers = {"Retry-After": str(retry)} if retry else {}
-        return body, code, headers
+        return too_many_attempts_page()
 
     # Also receives unhandled exceptions as a 500 (Flask logs them first), except
     # when debugging or testing, where they propagate with their traceback.

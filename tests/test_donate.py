@@ -1492,11 +1492,23 @@ def test_donation_posts_are_rate_limited(make_app, stripe_config: dict[str, Any]
     client = app.test_client()
     for _ in range(2):
         assert post_form(client, "/donate", ONE_TIME).status_code == 303
-    limited = post_form(client, "/donate", ONE_TIME)
+    sent = {**other("42"), "donor_name": "Łukasz Nowak", "message": "For the shelter"}
+    limited = post_form(client, "/donate", sent)
     assert limited.status_code == 429
-    assert "Too many attempts" in limited.text
-    assert int(limited.headers["Retry-After"]) > 0
+    wait = int(limited.headers["Retry-After"])
+    assert 0 < wait <= 60
     assert count(app) == 2
+    # A person caught by the limit keeps what they typed, told that nothing was taken.
+    note = re.search(r'<div[^>]*id="too-many-note"[^>]*>(.*?)</div>', limited.text, re.S)
+    assert note is not None
+    assert " ".join(re.sub(r"<[^>]+>", "", note.group(1)).split()) == (
+        "There have been too many attempts from here in a short while, so no payment was "
+        "started and nothing was taken. Your answers are below: please send them again in "
+        f"{wait} seconds."
+    )
+    assert 'value="42"' in limited.text
+    assert 'value="Łukasz Nowak"' in limited.text
+    assert "For the shelter</textarea>" in limited.text
     assert client.get("/donate").status_code == 200  # reading the form is never limited
 
 

@@ -465,10 +465,22 @@ def test_pledge_posts_are_rate_limited(make_app) -> None:
         assert (
             post_form(client, "/pledge", {**VALID, "email": f"p{n}@example.org"}).status_code == 303
         )
-    limited = post_form(client, "/pledge", {**VALID, "email": "p3@example.org"})
+    sent = {**VALID, "name": "Олена Коваль", "email": "p3@example.org", "intention": "For Kyiv"}
+    limited = post_form(client, "/pledge", sent)
     assert limited.status_code == 429
-    assert "Too many attempts" in limited.text
-    assert int(limited.headers["Retry-After"]) > 0
+    wait = int(limited.headers["Retry-After"])
+    assert 0 < wait <= 60
+    # Nothing was kept, and the form comes back as typed, saying when to send it again.
+    assert count(app) == 2
+    note = re.search(r'<div[^>]*id="too-many-note"[^>]*>(.*?)</div>', limited.text, re.S)
+    assert note is not None
+    assert " ".join(re.sub(r"<[^>]+>", "", note.group(1)).split()) == (
+        "There have been too many attempts from here in a short while, so this pledge was "
+        f"not recorded. Your answers are below: please send them again in {wait} seconds."
+    )
+    assert 'value="Олена Коваль"' in limited.text
+    assert 'value="p3@example.org"' in limited.text
+    assert "For Kyiv</textarea>" in limited.text
 
 
 def test_pledges_are_taken_and_still_limited_while_the_rate_limit_store_is_down(

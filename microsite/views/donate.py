@@ -15,9 +15,16 @@ from flask import (
     url_for,
 )
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
-from .. import absolute_url, reload_the_form_page
+from .. import (
+    absolute_url,
+    reload_the_form_page,
+    retry_after_header,
+    seconds_to_wait,
+    too_many_attempts_page,
+)
 from ..extensions import limiter
 from ..forms import OTHER_AMOUNT, DonationForm, amount_value
 from ..ledger import live_mode
@@ -209,6 +216,20 @@ def refused(error: CSRFError) -> Response | tuple[str, int]:
     form = DonationForm()
     form.homepage.data = ""
     return _form_page(form, 400, refused_as_sent=True)
+
+
+@bp.errorhandler(TooManyRequests)
+def too_many(error: TooManyRequests) -> tuple[str, int, dict[str, str]]:
+    """Too many gifts sent from one place in a short while (card testers do that): a
+    person gets the form again as filled in, told that nothing was taken and when to
+    send it again; nothing is kept and nothing asked of Stripe."""
+    if request.endpoint != "donate.donate":
+        return too_many_attempts_page()  # "Back to the page" leads to the gift's form
+    retry = seconds_to_wait()
+    form = DonationForm()
+    form.homepage.data = ""
+    page, status = _form_page(form, 429, too_many={"retry": retry})
+    return page, status, retry_after_header(retry)
 
 
 @bp.post("/retry/<reference>")

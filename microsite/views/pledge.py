@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import TooManyRequests
 from werkzeug.wrappers import Response
 
-from .. import reload_the_form_page
+from .. import reload_the_form_page, retry_after_header, seconds_to_wait, too_many_attempts_page
 from ..extensions import limiter
 from ..forms import CONSENT_VERSION, PledgeForm
 from ..pledges import PledgeInput, public_summary, record_pledge
@@ -63,3 +64,18 @@ def refused(error: CSRFError) -> tuple[str, int]:
         "pledge/form.html", form=form, pledges=public_summary(), refused_as_sent=True
     )
     return page, 400
+
+
+@bp.errorhandler(TooManyRequests)
+def too_many(error: TooManyRequests) -> tuple[str, int, dict[str, str]]:
+    """Too many pledges sent from one place in a short while: the form again as filled
+    in, nothing kept, and when it may be sent again."""
+    if request.endpoint != "pledge.pledge":
+        return too_many_attempts_page()
+    form = PledgeForm()
+    form.website.data = ""
+    retry = seconds_to_wait()
+    page = render_template(
+        "pledge/form.html", form=form, pledges=public_summary(), too_many={"retry": retry}
+    )
+    return page, 429, retry_after_header(retry)
