@@ -154,11 +154,26 @@ def absolute_url(path: str) -> str:
     return base + path
 
 
+# Inside the admin area a page not found is not about the article and its forms.
+ADMIN_ERROR_MESSAGES = {
+    404: ("We could not find that admin page", "It may have moved, or the link was cut short."),
+}
+
+
+def in_admin_area() -> bool:
+    """Whether this request is for a page under /admin, whether or not a route matched it."""
+    prefix = current_app.blueprints["admin"].url_prefix or "/admin"
+    return request.path == prefix or request.path.startswith(f"{prefix}/")
+
+
 def render_error(code: int, title: str | None = None, message: str | None = None, **extra: Any):
-    default_title, default_message = ERROR_MESSAGES.get(code, ERROR_MESSAGES[400])
+    """The site's error page; inside the admin area, in the admin's layout."""
+    admin_page = in_admin_area()
+    messages = ERROR_MESSAGES | ADMIN_ERROR_MESSAGES if admin_page else ERROR_MESSAGES
+    default_title, default_message = messages.get(code, ERROR_MESSAGES[400])
     return (
         render_template(
-            "errors/error.html",
+            "admin/error.html" if admin_page else "errors/error.html",
             code=code,
             title=title or default_title,
             message=message or default_message,

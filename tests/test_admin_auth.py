@@ -664,3 +664,36 @@ def test_an_export_asked_for_while_signed_out_comes_back_to_its_list(client: Fla
         assert response.headers["Location"] == (
             f"/admin/login?next=/admin/{listing}?since%3D2026-01-01"
         )
+
+
+def test_a_page_not_found_inside_the_admin_area_keeps_the_admin_s_menu(
+    admin_client: FlaskClient,
+) -> None:
+    # A link cut short, or one to a page since renamed: no admin route matches it.
+    page = admin_client.get("/admin/pledgs")
+    assert page.status_code == 404
+    assert page.headers["Cache-Control"] == "no-store"
+    assert "We could not find that admin page" in page.text
+    assert "The article and the forms are on the home page" not in page.text
+    assert '<nav aria-label="Admin">' in page.text
+    assert f'<span class="who">{ADMIN_EMAIL}</span>' in page.text
+    assert '<a class="button secondary" href="/admin/">Go to the admin overview</a>' in page.text
+
+
+def test_a_page_not_found_inside_the_admin_area_shows_no_menu_to_a_stranger(
+    client: FlaskClient,
+) -> None:
+    page = client.get("/admin/pledgs")
+    assert page.status_code == 404
+    assert "We could not find that admin page" in page.text
+    assert '<nav aria-label="Admin">' not in page.text
+    assert '<a class="button secondary" href="/admin/login">Sign in</a>' in page.text
+
+
+def test_an_admin_refusal_is_shown_in_the_admin_s_layout(
+    admin_client: FlaskClient,
+) -> None:
+    refused = admin_client.get("/admin/pledges.csv", headers={"Sec-Fetch-Site": "cross-site"})
+    assert refused.status_code == 403
+    assert '<nav aria-label="Admin">' in refused.text
+    assert "Go to the home page" not in refused.text

@@ -13,6 +13,7 @@ from flask import (
     current_app,
     flash,
     g,
+    has_request_context,
     make_response,
     redirect,
     render_template,
@@ -25,7 +26,7 @@ from sqlalchemy import desc, select
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import auth, exports, records, render_error
+from .. import auth, exports, in_admin_area, records, render_error
 from ..extensions import limiter
 from ..forms import (
     ActionForm,
@@ -167,7 +168,7 @@ def form_out_of_date(error: CSRFError) -> BaseResponse | tuple[str, int]:
 @bp.after_app_request
 def no_store(response: Response) -> Response:
     """Admin pages hold personal data: never keep them in a browser or proxy cache."""
-    if request.path == bp.url_prefix or request.path.startswith(f"{bp.url_prefix}/"):
+    if in_admin_area():
         response.headers["Cache-Control"] = "no-store"
         response.headers["Pragma"] = "no-cache"
     return response
@@ -187,8 +188,14 @@ def own_ids(form: Any, prefix: str) -> Any:
 
 # Amounts on screen use the site-wide money() template global (donate.py), as the public
 # pages do; only the CSV exports keep plain numbers.
-@bp.context_processor
+@bp.app_context_processor
 def admin_globals() -> dict[str, Any]:
+    """What admin pages show around their content; also for an error page under /admin
+    that no admin route matched (a link cut short), which the guard above never saw."""
+    if not has_request_context() or not in_admin_area():
+        return {}
+    if "admin" not in g:
+        g.admin = auth.session_admin()
     return {
         "admin": g.get("admin"),
         # Only rendered here, never read: formdata=None keeps it off the request's body,
