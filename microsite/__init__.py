@@ -238,10 +238,26 @@ def _breached_limits() -> list[Any]:
     return [limit for limit in limiter.current_limits if limit.breached]
 
 
+def _longest_spent_limit() -> Any | None:
+    return max(_breached_limits(), key=lambda limit: limit.reset_at, default=None)
+
+
 def seconds_to_wait() -> int | None:
     """After a 429: how long until every limit this request spent lets it in again."""
-    spent = [limit.reset_at for limit in _breached_limits()]
-    return max(1, int(max(spent) - time.time())) if spent else None
+    longest = _longest_spent_limit()
+    return max(1, int(longest.reset_at - time.time())) if longest else None
+
+
+def wait_in_words(seconds: int) -> str:
+    """A wait as people say it, never shorter than the wait itself: "40 seconds",
+    "6 minutes" (for 5 minutes 20 seconds), "2 hours"."""
+    if seconds <= 90:
+        return f"{seconds} second{'' if seconds == 1 else 's'}"
+    minutes = -(-seconds // 60)
+    if minutes <= 90:
+        return f"{minutes} minutes"
+    hours = -(-minutes // 60)
+    return f"{hours} hour{'' if hours == 1 else 's'}"
 
 
 def retry_after_header(retry: int | None) -> dict[str, str]:
@@ -252,17 +268,15 @@ def too_many_attempts_page() -> tuple[str, int, dict[str, str]]:
     """The 429 page: who has tried too often, and when to try again."""
     retry = seconds_to_wait()
     # The sign-in's per-account limit is filled by attempts from anywhere, not from here.
-    whose = (
-        "to sign in to this account"
-        if any("account:" in limit.key for limit in _breached_limits())
-        else "from here"
-    )
+    # Of the limits spent, the one named is the one whose wait is given.
+    longest = _longest_spent_limit()
+    whose = "to sign in to this account" if longest and "account:" in longest.key else "from here"
     body, code = render_error(
         429,
         message=(
             f"There have been too many attempts {whose} in a short while. "
             + (
-                f"Please try again in {retry} seconds."
+                f"Please try again in {wait_in_words(retry)}."
                 if retry
                 else "Please wait a minute and try again."
             )
@@ -335,6 +349,7 @@ def register_template_helpers(app: Flask) -> None:
         }
 
     app.add_template_filter(absolute_url, "absolute")
+    app.add_template_filter(wait_in_words)
 
 
 def register_cli(app: Flask) -> None:
