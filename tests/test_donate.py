@@ -106,6 +106,17 @@ def test_without_a_key_the_form_explains_giving_is_not_set_up(
     assert count(app) == 0
 
 
+def test_the_note_that_giving_is_not_set_up_takes_focus_when_the_page_loads(
+    client: FlaskClient,
+) -> None:
+    """The donor pressed Continue and got this page back: the keyboard and screen reader
+    start from the note, not from the top as though nothing had happened."""
+    html = post_form(client, "/donate", ONE_TIME).text
+    note = re.search(r'<div[^>]*id="donate-not-configured"[^>]*>', html).group(0)
+    assert "autofocus" in note and 'tabindex="-1"' in note
+    assert html.count("autofocus") == 1
+
+
 def test_one_time_gift_goes_to_checkout_with_the_exact_parameters(
     stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
 ) -> None:
