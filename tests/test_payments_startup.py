@@ -41,6 +41,15 @@ def test_a_test_key_shows_the_test_mode_banner_on_every_page(make_app, key: str)
         assert BANNER in client.get(path).text
 
 
+def test_the_test_mode_banner_is_inside_the_page_header(make_app) -> None:
+    """A screen reader moving by landmarks meets it in the header, not in no landmark at all."""
+    client = make_app(STRIPE_SECRET_KEY="sk_test_abc123").test_client()
+    for path in ("/", "/donate", "/admin/login", "/no-such-page"):
+        page = client.get(path).text
+        header = re.search(r'<header class="site-header">(.*?)</header>', page, re.S)
+        assert header is not None and BANNER in header.group(1), path
+
+
 @pytest.mark.parametrize("key", ["sk_live_abc123", "rk_live_abc123"])
 def test_a_live_key_stops_the_app_with_a_clear_message(make_app, key: str) -> None:
     with pytest.raises(LiveKeyRefused) as refused:
