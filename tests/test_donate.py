@@ -757,6 +757,8 @@ def test_bad_input_comes_back_with_values_and_a_message(
     assert "<title>Error: Donate" in html
     assert f'id="{field}-error"' in html
     assert message in html.split(f'id="{field}-error"')[1].split("</p>")[0]
+    # The message is read out with its control (or its group), not only seen beside it.
+    assert re.search(rf'aria-describedby="(?:[^"]* )?{field}-error[ "]', html)
     assert 'value="Anna Novak"' in html
     assert re.search(r'<input[^>]* checked id="cover_fee"', html)
     assert count(stripe_app) == 0
@@ -1402,6 +1404,7 @@ def test_cancelled_in_a_currency_no_longer_offered_does_not_carry_the_amount_ove
     assert '<option selected value="EUR">EUR</option>' in html
     note = re.search(r'<p class="hint" id="currency-note">(.*?)</p>', html, re.S)
     assert note is not None
+    assert re.search(r'<select[^>]*aria-describedby="currency-note"[^>]*id="currency"', html)
     assert " ".join(unescape(note.group(1)).split()) == (
         f"Your gift of {typed} was in JPY, which we no longer take online. "
         "Please choose the amount again in one of the currencies offered."
