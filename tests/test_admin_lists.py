@@ -337,8 +337,8 @@ def test_search_text_is_not_kept_in_the_audit_log(admin_client: FlaskClient, som
     export = admin_client.get("/admin/pledges.csv?q=maria&country=IT")
     assert "Maria Rossi" in export.get_data().decode("utf-8-sig")
     audit = admin_client.get("/admin/audit").text
-    assert "<code>country=IT</code>" in audit
-    assert "(search text)" in audit
+    assert '<span class="filter-used">Country: Italy</span>' in audit
+    assert '<span class="filter-used">Name or email: (search text)</span>' in audit
     assert "maria" not in audit.lower()
 
 
@@ -365,3 +365,19 @@ def test_an_audit_log_page_past_the_end_does_not_call_the_log_empty(
     html = admin_client.get("/admin/audit?page=5").text  # the sign-in is logged
     assert "There is no page 5: the list has 1 page." in html
     assert "Nothing logged yet." not in html
+
+
+def test_the_audit_log_gives_an_export_s_filters_in_the_list_s_own_words(
+    admin_client: FlaskClient, some_pledges, some_donations
+) -> None:
+    admin_client.get("/admin/pledges.csv?rhythm=feb8&public=yes&country=none").get_data()
+    admin_client.get("/admin/donations.csv?status=not_started&mode=test&currency=GBP").get_data()
+    audit = admin_client.get("/admin/audit").text
+    used = re.findall(r'<span class="filter-used">(.*?)</span>', audit)
+    assert used == [
+        "Currency: GBP", "Live or test: Test only", "Status: Not started",
+        "Country: Not given", "Shown publicly: Yes, opted in",
+        "How they pray: On 8 February, the International Day of Prayer and Awareness "
+        "against Human Trafficking",
+    ]  # fmt: skip
+    assert "feb8" not in audit

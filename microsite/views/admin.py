@@ -452,7 +452,35 @@ def export_donations() -> Response:
 def audit_log() -> str:
     """Who signed in, exported or erased what, and when; newest first."""
     page = _paginate(select(AuditLog).order_by(desc(AuditLog.at), desc(AuditLog.id)))
-    return render_template("admin/audit.html", page=page, details=records.audit_details)
+    return render_template(
+        "admin/audit.html",
+        page=page,
+        details=records.audit_details,
+        filters_in_words=_filters_in_words,
+    )
+
+
+def _filters_in_words(action: str, filters: dict[str, str]) -> list[tuple[str, str]]:
+    """An export's filters as its list's form shows them ("How they pray: Every day"),
+    not as the codes the link carries ("rhythm=feb8"); a key no form knows, as it is."""
+    form = (
+        PledgeFilterForm(formdata=None)
+        if action == "export_pledges"
+        else DonationFilterForm(
+            formdata=None,
+            statuses=[s.value for s in DonationStatus],
+            currencies=[filters.get("currency", "")],
+        )
+    )
+    words = []
+    for key, value in filters.items():
+        field = form._fields.get(key)
+        if field is None or key == "q":  # the search text itself is never kept
+            words.append((field.label.text if field else key, value))
+            continue
+        names = {choice.value: choice.label for choice in getattr(field, "choices", None) or []}
+        words.append((field.label.text, names.get(value, value)))
+    return words
 
 
 # --------------------------------------------------------------------------- one person
