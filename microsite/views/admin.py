@@ -479,6 +479,8 @@ def _filters_in_words(action: str, filters: dict[str, str]) -> list[tuple[str, s
             words.append((field.label.text if field else key, value))
             continue
         names = {choice.value: choice.label for choice in getattr(field, "choices", None) or []}
+        if key == "rhythm":
+            names = SHORT_RHYTHM  # as the list's column gives it
         words.append((field.label.text, names.get(value, value)))
     return words
 
