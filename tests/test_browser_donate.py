@@ -621,3 +621,23 @@ def test_the_chosen_amount_and_frequency_show_in_high_contrast_mode(
         assert once != page.eval_on_selector("label[for=frequency-1]", look)
     finally:
         context.close()
+
+
+def test_other_amount_takes_the_focus_when_clicked_but_not_when_arrowed_onto(
+    page: Any, live_server: Any
+) -> None:
+    page.goto(live_server.url + "/")
+    # By keyboard the arrows go on round the amounts: the box is a Tab away.
+    page.focus("#amount-3")  # 100
+    page.keyboard.press("ArrowRight")
+    assert page.is_checked("#amount-4")
+    assert page.evaluate("document.activeElement.id") == "amount-4"
+    page.keyboard.press("ArrowLeft")
+    assert page.is_checked("#amount-3")
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.id") == "other_amount"
+    # A click on "Other amount" means typing one next: the box takes the focus.
+    page.click("label[for=amount-1]")
+    page.click("label[for=amount-4]")
+    assert page.evaluate("document.activeElement.id") == "other_amount"

@@ -145,9 +145,14 @@
     if (other.value.trim() && otherRadio) { otherRadio.checked = true; }
     update();
   });
+  // "Other amount" clicked means an amount is typed next: the box takes the focus. Reached
+  // with the arrow keys it does not, or the arrows could not go on round the amounts.
+  var pointing = false;
+  form.addEventListener("pointerdown", function () { pointing = true; });
+  form.addEventListener("keydown", function () { pointing = false; });
   form.querySelectorAll("input[name=amount]").forEach(function (radio) {
     radio.addEventListener("change", function () {
-      if (radio.value === "other") { other.focus(); } else { other.value = ""; }
+      if (radio.value !== "other") { other.value = ""; } else if (pointing) { other.focus(); }
       update();
     });
   });
