@@ -476,6 +476,8 @@ def test_a_cancelled_checkout_brings_back_the_choices(
     cancel_url = fake_stripe.sessions_created[0].params["cancel_url"]
     page.goto(cancel_url.replace("http://localhost", live_server.url))
     assert "nothing was taken" in page.inner_text(".notice")
+    assert page.evaluate("document.activeElement.id") == "donate-cancelled"
+    assert page.title() == "Payment not completed · Donate · RENATE"
     assert page.input_value("#other_amount") == "42.50"
     assert page.is_checked("#amount-4")
 

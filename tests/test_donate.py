@@ -1373,6 +1373,21 @@ def test_cancelled_shows_personal_details_only_to_the_browser_that_gave_them(
         assert personal not in stranger.text
 
 
+def test_back_from_checkout_unpaid_the_page_says_so_first(
+    stripe_app: Flask, stripe_client: FlaskClient
+) -> None:
+    post_form(stripe_client, "/donate", ONE_TIME)
+    [donation] = donations(stripe_app)
+    html = stripe_client.get(f"/donate/cancelled?ref={donation.reference}").text
+    # The window's title and the focus, where a screen reader starts, both tell of it.
+    assert "<title>Payment not completed · Donate · RENATE</title>" in html
+    note = re.search(r'<p class="notice"[^>]*id="donate-cancelled"[^>]*>', html)
+    assert note is not None
+    assert "autofocus" in note.group(0)
+    assert 'tabindex="-1"' in note.group(0)
+    assert "<title>Donate · RENATE</title>" in stripe_client.get("/donate").text
+
+
 def test_cancelled_keeps_a_preset_choice(stripe_app: Flask, stripe_client: FlaskClient) -> None:
     post_form(stripe_client, "/donate", {**ONE_TIME, "amount": "50"})
     [donation] = donations(stripe_app)
