@@ -21,6 +21,13 @@ def csrf_token(html: str) -> str:
     return match.group(1)
 
 
+def note_text(html: str, note_id: str) -> str:
+    """The words of the page's element with that id (a notice, say), as a reader sees them."""
+    match = re.search(rf'<(\w+)[^>]*id="{note_id}"[^>]*>(.*?)</\1>', html, re.S)
+    assert match, f"the page has no #{note_id}"
+    return " ".join(re.sub(r"<[^>]+>", "", match.group(2)).split())
+
+
 def post_form(
     client: FlaskClient, url: str, data: dict[str, Any], *, form_page: str | None = None
 ) -> TestResponse:

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from microsite.models import Donation, DonationStatus, db
-from tests.helpers import csrf_token, post_form
+from tests.helpers import csrf_token, note_text, post_form
 from tests.stripe_fake import (
     CHECKOUT_URL,
     FAKE_API_BASE,
@@ -1528,9 +1528,7 @@ def test_donation_posts_are_rate_limited(make_app, stripe_config: dict[str, Any]
     assert 0 < wait <= 60
     assert count(app) == 2
     # A person caught by the limit keeps what they typed, told that nothing was taken.
-    note = re.search(r'<div[^>]*id="too-many-note"[^>]*>(.*?)</div>', limited.text, re.S)
-    assert note is not None
-    assert " ".join(re.sub(r"<[^>]+>", "", note.group(1)).split()) == (
+    assert note_text(limited.text, "too-many-note") == (
         "There have been too many attempts from here in a short while, so no payment was "
         "started and nothing was taken. Your answers are below: please send them again in "
         f"{wait} seconds."

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from microsite.forms import CONSENT_TEXT, CONSENT_VERSION
 from microsite.models import Pledge, db
-from tests.helpers import at_once, csrf_token, post_form
+from tests.helpers import at_once, csrf_token, note_text, post_form
 
 VALID = {
     "name": "Maria Rossi",
@@ -472,9 +472,7 @@ def test_pledge_posts_are_rate_limited(make_app) -> None:
     assert 0 < wait <= 60
     # Nothing was kept, and the form comes back as typed, saying when to send it again.
     assert count(app) == 2
-    note = re.search(r'<div[^>]*id="too-many-note"[^>]*>(.*?)</div>', limited.text, re.S)
-    assert note is not None
-    assert " ".join(re.sub(r"<[^>]+>", "", note.group(1)).split()) == (
+    assert note_text(limited.text, "too-many-note") == (
         "There have been too many attempts from here in a short while, so this pledge was "
         f"not recorded. Your answers are below: please send them again in {wait} seconds."
     )
