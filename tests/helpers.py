@@ -28,6 +28,21 @@ def note_text(html: str, note_id: str) -> str:
     return " ".join(re.sub(r"<[^>]+>", "", match.group(2)).split())
 
 
+def told_wait(limited: TestResponse, most: int) -> int:
+    """The seconds a 429 form page asks the visitor to wait, checked against its header.
+
+    The header is written a moment after the page, from its own clock reading: the two
+    may straddle a second's boundary, never more.
+    """
+    header = int(limited.headers["Retry-After"])
+    assert 0 < header <= most
+    match = re.search(r"send them again in (\d+) seconds", limited.text)
+    assert match, "the page does not say how long to wait"
+    wait = int(match.group(1))
+    assert 0 <= wait - header <= 1
+    return wait
+
+
 def post_form(
     client: FlaskClient, url: str, data: dict[str, Any], *, form_page: str | None = None
 ) -> TestResponse:
