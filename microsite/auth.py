@@ -25,6 +25,8 @@ from .models import AdminUser, db, utcnow
 from .text import one_line, stored_email
 
 MIN_PASSWORD_LENGTH = 12
+# What the accounts table holds of an address, as normalise_email writes it.
+ADDRESS_LENGTH = AdminUser.__table__.c.email.type.length
 # The sign-in form takes no more than this, so a longer password could never be used.
 MAX_PASSWORD_LENGTH = 1024
 
@@ -85,6 +87,12 @@ def new_admin_address(email: str) -> str:
         address = validate_email(typed, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise AccountError("Enter an email address like name@example.org.") from exc
+    # Folding capitals can lengthen an address (one Greek letter becomes three), past what
+    # the accounts table holds; refuse it here rather than as the database's error.
+    if len(normalise_email(address)) > ADDRESS_LENGTH:
+        raise AccountError(
+            f"That address is too long for an account: at most {ADDRESS_LENGTH} characters."
+        )
     if find_admin(address) is not None:
         raise AccountError(f"An admin account for {address} already exists.")
     return address

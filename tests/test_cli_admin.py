@@ -81,6 +81,18 @@ def test_create_refuses_a_bad_email(app: Flask, runner: FlaskCliRunner, email: s
     assert "Password" not in result.output  # told before typing a password twice for nothing
 
 
+def test_create_refuses_an_address_too_long_to_store_once_its_capitals_are_folded(
+    app: Flask, runner: FlaskCliRunner
+) -> None:
+    # 219 characters as typed; 283 folded, since each "ΐ" folds to three.
+    email = "ΐ" * 32 + "@" + ".".join(["a" * 60] * 3) + ".org"
+    result = runner.invoke(args=["admin", "create", email], input=f"{PASSWORD}\n{PASSWORD}\n")
+    assert result.exit_code == 1, result.output
+    assert "too long for an account: at most 254 characters" in result.output
+    assert "Traceback" not in result.output and "Password" not in result.output
+    assert admins(app) == []
+
+
 def test_create_refuses_a_duplicate(runner: FlaskCliRunner, admin_account) -> None:
     result = runner.invoke(
         args=["admin", "create", ADMIN_EMAIL.upper()], input=f"{PASSWORD}\n{PASSWORD}\n"
