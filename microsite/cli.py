@@ -14,7 +14,7 @@ from typing import Any, BinaryIO
 import click
 from flask import Flask
 from flask.cli import AppGroup
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 
 from . import auth, exports
 from .models import db, schema_state
@@ -45,22 +45,24 @@ SCHEMA_ADVICE = {
 
 
 def _needs_schema(command: Callable[..., None]) -> Callable[..., None]:
-    """A database not yet upgraded (a new server, a new release) is told as the one command
-    that fixes it, not as the database's traceback; any other database error is left as is."""
+    """Before the command does anything (asks for a password, writes a CSV header), a
+    database that cannot be reached is told as its driver's reason, and one not yet upgraded
+    (a new server, a new release) as the one command that fixes it: one line, not a
+    traceback. A database error once the command is under way is left as it is."""
 
     @wraps(command)
     def run(*args: Any, **kwargs: Any) -> None:
         try:
-            command(*args, **kwargs)
-        except SQLAlchemyError:
-            try:
-                db.session.rollback()
-                state = schema_state()
-            except SQLAlchemyError:
-                state = ""  # the database itself is the trouble: its own error says what
-            if state in SCHEMA_ADVICE:
-                raise click.ClickException(SCHEMA_ADVICE[state]) from None
-            raise
+            state = schema_state()
+        except OperationalError as unreachable:
+            # Not even its version can be read: the server is down, the address or its
+            # password is wrong... The driver's words say which, without the URL.
+            db.session.rollback()
+            reason = " ".join(str(unreachable.orig).split())
+            raise click.ClickException(f"cannot reach the database: {reason}") from None
+        if state in SCHEMA_ADVICE:
+            raise click.ClickException(SCHEMA_ADVICE[state])
+        command(*args, **kwargs)
 
     return run
 

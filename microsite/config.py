@@ -258,6 +258,22 @@ def _database_uri(uri: str) -> str:
     return uri
 
 
+def _check_sqlite_folder(uri: str, instance: Path) -> None:
+    """SQLite makes its file but not the folders above it: say so at start, not as "unable
+    to open database file" at the first request. A relative path is under instance/, as
+    Flask-SQLAlchemy reads it."""
+    url = make_url(uri)
+    name = url.database or ""
+    if url.get_backend_name() != "sqlite" or name in ("", ":memory:") or url.query.get("uri"):
+        return
+    folder = (instance / name).parent  # an absolute name replaces instance/ altogether
+    if not folder.is_dir() and folder != instance:  # instance/ is made when it is missing
+        raise SettingsError(
+            f"DATABASE_URL names a SQLite file in {folder}, a folder that does not exist: "
+            "create the folder, or correct the address"
+        )
+
+
 def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Build the app's settings from defaults, instance/settings.py, the environment, tests."""
     config: dict[str, Any] = dict(DEFAULTS)
@@ -304,6 +320,7 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
             f"sqlite:///{instance / 'renate.db'}"
         )
     config["SQLALCHEMY_DATABASE_URI"] = _database_uri(str(config["SQLALCHEMY_DATABASE_URI"]))
+    _check_sqlite_folder(config["SQLALCHEMY_DATABASE_URI"], instance)
     if not config["SECRET_KEY"]:
         config["SECRET_KEY"] = _instance_secret_key(instance)
     elif len(str(config["SECRET_KEY"])) < MIN_SECRET_KEY_LENGTH:

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import text
 
 from microsite import create_app
 from microsite.config import DEFAULTS, SettingsError, load
+from microsite.extensions import db
 from tests.conftest import base_config
 from tests.helpers import post_form
 from tests.test_pledge import VALID
@@ -213,6 +215,32 @@ def test_a_database_url_that_is_not_an_address_says_what_one_looks_like(
         "DATABASE_URL must be a database address like sqlite:///renate.db or "
         "postgresql://user:pass@host/db"
     )
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_sqlite_file_in_a_folder_that_does_not_exist_is_named_at_start(
+    tmp_path: Path, monkeypatch, relative: bool
+) -> None:
+    missing = (tmp_path / "instance" if relative else tmp_path) / "no-such-folder"
+    url = "sqlite:///no-such-folder/renate.db" if relative else f"sqlite:///{missing}/renate.db"
+    with pytest.raises(SettingsError) as refused:
+        _start_with_database(url, tmp_path, monkeypatch)
+    assert str(refused.value) == (
+        f"DATABASE_URL names a SQLite file in {missing}, a folder that does not exist: "
+        "create the folder, or correct the address"
+    )
+    missing.mkdir(parents=True)
+    with _start_with_database(url, tmp_path, monkeypatch).app_context():
+        db.session.execute(text("SELECT 1"))
+    assert (missing / "renate.db").is_file()
+
+
+def test_a_relative_sqlite_file_is_made_in_instance_even_before_the_folder_exists(
+    tmp_path: Path, monkeypatch
+) -> None:
+    with _start_with_database("sqlite:///renate.db", tmp_path, monkeypatch).app_context():
+        db.session.execute(text("SELECT 1"))
+    assert (tmp_path / "instance" / "renate.db").is_file()
 
 
 @pytest.mark.parametrize(

@@ -397,6 +397,23 @@ def test_a_command_before_flask_db_upgrade_says_to_run_it(tmp_path: Path, args: 
     assert "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("args", [["admin", "list"], ["export", "pledges"]])
+def test_a_command_on_a_database_that_cannot_be_reached_says_why_in_one_line(
+    tmp_path: Path, args: list[str]
+) -> None:
+    from microsite import create_app
+    from tests.conftest import base_config
+
+    # Nothing listens on port 1; the password must not be repeated back.
+    url = "postgresql+psycopg://renate:s3cret@127.0.0.1:1/renate"
+    result = create_app(base_config(url, tmp_path)).test_cli_runner().invoke(args=args)
+    assert result.exit_code == 1
+    [line] = result.output.splitlines()
+    assert line.startswith("Error: cannot reach the database: connection failed:")
+    assert "Connection refused" in line
+    assert "s3cret" not in line and "Traceback" not in result.output
+
+
 def test_a_command_on_a_database_a_release_behind_says_to_upgrade(
     app: Flask, runner: FlaskCliRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
