@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import functools
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from flask_sqlalchemy import SQLAlchemy
@@ -18,7 +19,10 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.engine.default import DefaultExecutionContext
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
+
+from .text import search_key
 
 # Named constraints let SQLite's batch migrations find and alter them later.
 NAMING_CONVENTION = {
@@ -53,6 +57,19 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:  # SQLite keeps no zone: what we stored was UTC
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def _search_key_of(column: str) -> Callable[[DefaultExecutionContext], str | None]:
+    """A column default: the search key of the name being inserted in the same row.
+
+    For rows inserted without going through the model's attributes, as a pledge is (one
+    INSERT ... ON CONFLICT DO NOTHING); a name set on a model sets its key at once.
+    """
+
+    def default(context: DefaultExecutionContext) -> str | None:
+        return search_key(context.get_current_parameters().get(column))
+
+    return default
 
 
 class Base(DeclarativeBase):
@@ -91,6 +108,10 @@ class Pledge(db.Model):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
+    # The name without capitals or accents, which the admin search looks in (search_key).
+    # Text, as folding can lengthen a name past its 100 characters ("ß" is "ss"). No
+    # index: the search looks anywhere in the name, which no index can help with.
+    name_key: Mapped[str] = mapped_column(Text, default=_search_key_of("name"))
     email: Mapped[str] = mapped_column(String(254))
     # The address case-folded: one pledge per person, however they type it.
     email_key: Mapped[str] = mapped_column(String(254), unique=True)
@@ -101,6 +122,11 @@ class Pledge(db.Model):
     consent_version: Mapped[str] = mapped_column(String(40))
     consented_at: Mapped[datetime] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+    @validates("name")
+    def _key_the_name(self, _field: str, name: str) -> str:
+        self.name_key = search_key(name)
+        return name
 
     @property
     def rhythm_label(self) -> str:
@@ -170,6 +196,8 @@ class Donation(db.Model):
     status: Mapped[str] = mapped_column(String(16), default=DonationStatus.PENDING, index=True)
     livemode: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
     donor_name: Mapped[str | None] = mapped_column(String(100))
+    # As Pledge.name_key: the name as the admin search finds it; blank when the name is.
+    donor_name_key: Mapped[str | None] = mapped_column(Text, default=_search_key_of("donor_name"))
     donor_email: Mapped[str | None] = mapped_column(String(254))
     anonymous: Mapped[bool] = mapped_column(Boolean, default=False)
     dedication_kind: Mapped[str | None] = mapped_column(String(16))  # honour | memory
@@ -190,6 +218,11 @@ class Donation(db.Model):
     payments: Mapped[list[DonationPayment]] = relationship(
         back_populates="donation", order_by="DonationPayment.id", cascade="all, delete-orphan"
     )
+
+    @validates("donor_name")
+    def _key_the_name(self, _field: str, name: str | None) -> str | None:
+        self.donor_name_key = search_key(name)
+        return name
 
     @property
     def total(self) -> int:

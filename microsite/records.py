@@ -31,7 +31,7 @@ from .models import (
 from .money import donation_settings, exponent, to_major
 from .payments import REFUSED_NOTE
 from .pledges import email_key
-from .text import stored_email
+from .text import search_key, stored_email
 
 # Money that reached us: a gift counts once paid, and stays counted if later ended.
 RECEIVED = (DonationStatus.PAID, DonationStatus.ENDED, DonationStatus.REFUNDED)
@@ -93,12 +93,20 @@ def _dates(query: Select[Any], column: Any, since: date | None, until: date | No
     return query
 
 
+def _name_has(key_column: Any, q: str) -> Any:
+    """Whether a name holds the search text, capitals and accents set aside on both sides:
+    "novak" finds "Novák", and "Zoë" finds "Zoe". Text that folds to nothing (marks alone)
+    finds no name, rather than every one."""
+    key = search_key(q)
+    return key_column.contains(key, autoescape=True) if key else false()
+
+
 def filter_pledges(query: Select[Any], filters: PledgeFilters) -> Select[Any]:
     """Narrow a pledge query to the filters, newest first."""
     if filters.q:
         query = query.where(
             or_(
-                Pledge.name.icontains(filters.q, autoescape=True),
+                _name_has(Pledge.name_key, filters.q),
                 Pledge.email_key.contains(email_key(stored_email(filters.q)), autoescape=True),
             )
         )
@@ -119,7 +127,7 @@ def filter_donations(query: Select[Any], filters: DonationFilters) -> Select[Any
     if filters.q:
         query = query.where(
             or_(
-                Donation.donor_name.icontains(filters.q, autoescape=True),
+                _name_has(Donation.donor_name_key, filters.q),
                 Donation.donor_email.icontains(stored_email(filters.q), autoescape=True),
                 # Donors are shown the reference's first 8 characters; they may quote those.
                 Donation.reference.startswith(filters.q.strip().lower(), autoescape=True)
@@ -507,7 +515,7 @@ def erase_person(email: str, actor: str) -> Erasure:
         # Overwrite what is deleted with zeros, rather than leaving it in free space.
         db.session.execute(text("PRAGMA secure_delete=ON"))
     for donation in person.donations:
-        donation.donor_name = None
+        donation.donor_name = None  # and with it the name's search key (see the model)
         donation.donor_email = None
         donation.message = None
         donation.dedication_kind = None

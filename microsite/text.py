@@ -81,3 +81,51 @@ def stored_email(value: str) -> str:
         return validate_email(value, check_deliverability=False).normalized
     except EmailNotValidError:
         return value
+
+
+# Letters that are a base letter with a stroke, or two letters in one, which Unicode does
+# not decompose: without these "lukasz" would never find "Łukasz". Lower case only, as
+# search_key looks them up after folding capitals.
+_UNDECOMPOSED = str.maketrans(
+    {
+        "ł": "l",
+        "ø": "o",
+        "đ": "d",
+        "ð": "d",
+        "ħ": "h",
+        "ŧ": "t",
+        "\N{LATIN SMALL LETTER DOTLESS I}": "i",
+        "ǥ": "g",
+        "ƶ": "z",
+        "þ": "th",
+        "æ": "ae",
+        "œ": "oe",
+        # Catalan writes the double l as l·l; Unicode's ŀ decomposes to l and this dot.
+        "·": "",
+        # Phones type O'Neill with a curly apostrophe, computers mostly with a straight one.
+        "\N{RIGHT SINGLE QUOTATION MARK}": "'",
+        "\N{LEFT SINGLE QUOTATION MARK}": "'",
+        "\N{MODIFIER LETTER APOSTROPHE}": "'",
+    }
+)
+
+
+def search_key(value: str | None) -> str | None:
+    """A name as staff search for it, and as it is kept to be searched: without capitals,
+    accents or other marks on its letters, so "novak" finds "Jan Novák", "muller" finds
+    "Müller", "lukasz" finds "Łukasz", and "Zoë" finds "Zoe" as well as "Zoë".
+
+    Made the same way for what is stored and for what is typed, so either side may carry the
+    accents. Compatibility forms are folded too (a full-width A is "a", the ligature ﬁ is "fi"),
+    as are runs of spaces. Marks written as letters of their own, as the vowel signs of
+    Indic scripts are, stay: only marks that sit on a letter (any with a combining class)
+    go. ß is ss, as casefold() makes it.
+    """
+    if value is None:
+        return None
+    # Decomposed before and after folding capitals: casefold() may give a letter that
+    # decomposes further ("İ" gives i and a dot above), and NFKD may give a capital
+    # (the black-letter H of mathematics gives H).
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", value).casefold())
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(bare.translate(_UNDECOMPOSED).split())

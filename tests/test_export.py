@@ -117,6 +117,22 @@ def test_export_holds_exactly_the_filtered_rows(
     }
 
 
+def test_an_export_finds_names_whatever_their_accents_as_the_list_does(
+    admin_client: FlaskClient, add_pledge: Callable[..., None], add_donation: Callable[..., str]
+) -> None:
+    for n, name in enumerate(NAMES):
+        add_pledge(name, f"s{n}@example.org", created=f"2026-01-04T00:00:{n:02d}")
+        add_donation(donor_name=name, donor_email=f"d{n}@example.org")
+    for typed, found in (("zoe bronte", "Zoë Brontë"), ("LUKASZ", "Łukasz Żółć"),
+                         ("оле", "Олена Коваленко"), ("αθηνα", "Ἀθηνᾶ")):  # fmt: skip
+        pledges = read_csv(admin_client.get("/admin/pledges.csv", query_string={"q": typed}).data)
+        donations = read_csv(
+            admin_client.get("/admin/donations.csv", query_string={"q": typed}).data
+        )
+        assert [row[1] for row in pledges[1:]] == [found], typed
+        assert [row[donations[0].index("Donor name")] for row in donations[1:]] == [found], typed
+
+
 @pytest.mark.parametrize(
     ("url", "problem"),
     [

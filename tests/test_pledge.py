@@ -64,6 +64,7 @@ def test_valid_pledge_is_stored_then_thanked(app: Flask, client: FlaskClient) ->
 
     [pledge] = pledges(app)
     assert pledge.name == "Maria Rossi"
+    assert pledge.name_key == "maria rossi"  # what the admin search looks in
     assert pledge.email == "maria@example.org"
     assert pledge.country == "IT"
     assert pledge.rhythm == "daily"
@@ -85,8 +86,9 @@ def test_pledge_from_the_home_page_form(app: Flask, client: FlaskClient) -> None
 
 def test_stores_nothing_more_than_the_form_asks(app: Flask) -> None:
     columns = set(Pledge.__table__.columns.keys())
+    # The keys are the name and the address again, folded to be searched: nothing new.
     assert columns == {
-        "id", "name", "email", "email_key", "country", "rhythm", "intention",
+        "id", "name", "name_key", "email", "email_key", "country", "rhythm", "intention",
         "show_publicly", "consent_version", "consented_at", "created_at",
     }  # fmt: skip
 
