@@ -14,6 +14,7 @@ from flask import Flask, current_app, redirect, render_template, request, url_fo
 from flask.globals import request_ctx
 from flask_wtf.csrf import CSRFError
 from limits.errors import ConfigurationError
+from markupsafe import Markup
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
@@ -260,6 +261,15 @@ def wait_in_words(seconds: int) -> str:
     return f"{hours} hour{'' if hours == 1 else 's'}"
 
 
+def without_tags(value: Any) -> str:
+    """Markup's words without its tags, as Jinja's striptags gives them, but with each
+    no-break space kept one: in the error summary too, "CHF 1.00" stays on one line.
+
+    Read as markup only to find its tags; what comes back is plain text, escaped where shown.
+    """
+    return Markup(str(value).replace("\u00a0", "&#160;")).striptags()  # noqa: S704
+
+
 def retry_after_header(retry: int | None) -> dict[str, str]:
     return {"Retry-After": str(retry)} if retry else {}
 
@@ -350,6 +360,7 @@ def register_template_helpers(app: Flask) -> None:
 
     app.add_template_filter(absolute_url, "absolute")
     app.add_template_filter(wait_in_words)
+    app.add_template_filter(without_tags)
 
 
 def register_cli(app: Flask) -> None:

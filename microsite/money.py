@@ -30,6 +30,9 @@ ZERO_DECIMAL = frozenset({
 })
 # fmt: on
 SYMBOLS = {"EUR": "€", "GBP": "£", "USD": "$", "JPY": "¥"}
+# Between a currency code and its number, as in "CHF 0.25": a no-break space, so a narrow
+# screen never puts the code at the end of one line and its number at the start of the next.
+CODE_SPACE = "\u00a0"
 
 # Stripe counts these in thousandths (with a last digit of 0); this site counts in
 # hundredths, so it would charge ten times too little.
@@ -120,15 +123,15 @@ def to_major(minor: int, currency: str) -> Decimal:
 
 
 def format_money(minor: int, currency: str) -> str:
-    """Minor units as people read them: €25.00, £10.50, ¥1,000, CHF 30.00."""
+    """Minor units as people read them: €25.00, £10.50, ¥1,000, CHF 30.00 (a no-break space
+    after the code)."""
     digits = exponent(currency)
-    text = f"{to_major(minor, currency):,.{digits}f}"
-    symbol = SYMBOLS.get(currency.upper())
-    return f"{symbol}{text}" if symbol else f"{currency.upper()} {text}"
+    return symbol(currency) + f"{to_major(minor, currency):,.{digits}f}"
 
 
 def symbol(currency: str) -> str:
-    return SYMBOLS.get(currency.upper(), currency.upper() + " ")
+    """What an amount in this currency is written after: "€", or a code and a no-break space."""
+    return SYMBOLS.get(currency.upper(), currency.upper() + CODE_SPACE)
 
 
 def card_fee(amount: int, currency: str, percent: Decimal, fixed: Decimal) -> int:

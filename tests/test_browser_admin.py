@@ -118,7 +118,7 @@ def test_the_overview_shows_every_currency_whole(
     live = page.locator("section[aria-labelledby=live-donations]")
     assert "$1,234.56" in live.inner_text()
     monthly = live.locator("dt:has-text('Active monthly gifts') + dd li").all_inner_texts()
-    assert monthly[:2] == ["1 gift, CHF 50.00 a month", "1 gift, €100.00 a month"]
+    assert monthly[:2] == ["1 gift, CHF\u00a050.00 a month", "1 gift, €100.00 a month"]
     assert_fits_viewport(page)
 
 

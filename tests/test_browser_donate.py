@@ -529,10 +529,13 @@ def test_switching_currency_changes_the_fee_rule_and_the_presets_offered(
     page.goto(live_server.url + "/donate")
     assert "Card fees are about 1.5% + €0.25." in page.inner_text("#fee-estimate")
     page.select_option("#currency", "CHF")
-    assert "Card fees are about 1.5% + CHF 0.25." in page.inner_text("#fee-estimate")
-    assert page.inner_text(".fee-example") == "On CHF 25.00 that adds CHF 0.64."
-    page.fill("#other_amount", "CHF 30")
-    assert page.inner_text(".fee-example") == _server_estimate(app, "CHF 30", "CHF")
+    assert "Card fees are about 1.5% + CHF\u00a00.25." in page.inner_text("#fee-estimate")
+    assert page.inner_text(".fee-example") == "On CHF\u00a025.00 that adds CHF\u00a00.64."
+    # Typed with a keyboard's space, or with the no-break space the page writes.
+    for typed in ("CHF 30", "CHF\u00a030", "30\u00a0chf"):
+        page.fill("#other_amount", typed)
+        assert page.inner_text(".fee-example") == _server_estimate(app, typed, "CHF"), typed
+        assert page.inner_text(".fee-example") == "On CHF\u00a030.00 that adds CHF\u00a00.72."
 
     # ¥10 and ¥25 are below the smallest charge Stripe takes in yen: not offered.
     page.click("label[for=amount-1]")  # 25
@@ -553,10 +556,65 @@ def test_switching_currency_changes_the_fee_rule_and_the_presets_offered(
     assert shown == ["€10", "€25", "€50", "€100"]
 
 
+# Where each currency code in an element ends and where the number after it starts: the
+# top of the code's last line box and of the number's first.
+CODE_AND_NUMBER_TOPS = """
+element => {
+  const walker = document.createTreeWalker(element, NodeFilter.SHOW_TEXT);
+  const found = [];
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    for (const match of node.data.matchAll(/[A-Z]{3}[\\s\\u00a0](?=\\d)/g)) {
+      const code = document.createRange(), digit = document.createRange();
+      code.setStart(node, match.index);
+      code.setEnd(node, match.index + 3);
+      digit.setStart(node, match.index + 4);
+      digit.setEnd(node, match.index + 5);
+      const codeLines = code.getClientRects(), digitLines = digit.getClientRects();
+      found.push([node.data.substr(match.index, 9), codeLines[codeLines.length - 1].top,
+                  digitLines[0].top]);
+    }
+  }
+  return found;
+}
+"""
+
+
+@pytest.mark.parametrize("app", [{"DONATION_CURRENCIES": "EUR,CHF"}], indirect=True)
+def test_a_currency_code_and_its_number_share_a_line_on_a_phone(
+    browser: Any, live_server: Any, app: Flask
+) -> None:
+    # 375 px: at this width the rule's "CHF 0.25" falls where a line ends.
+    context = browser.new_context(viewport={"width": 375, "height": 740})
+    page = context.new_page()
+    try:
+        page.goto(live_server.url + "/donate")
+        page.select_option("#currency", "CHF")
+        for typed in ("", "10", "1000", "5000"):
+            page.fill("#other_amount", typed)
+            amounts = page.locator("#fee-estimate").evaluate(CODE_AND_NUMBER_TOPS)
+            assert len(amounts) == 3, typed  # the fixed part, the gift and what it adds
+            for shown, code_top, number_top in amounts:
+                assert code_top == number_top, (typed, shown)
+    finally:
+        context.close()
+
+
 def test_donate_page_fits_the_viewport(page: Any, live_server: Any) -> None:
     for path in ("/", "/donate"):
         page.goto(live_server.url + path)
         assert_fits_viewport(page)
+
+
+# How far the letters of each button's currency code sit from the button's middle, in px.
+CODE_OFF_CENTRE = """
+labels => labels.map(label => {
+  const code = document.createRange();
+  code.setStart(label.querySelector(".cur-sym").firstChild, 0);
+  code.setEnd(label.querySelector(".cur-sym").firstChild, 3);
+  const letters = code.getBoundingClientRect(), button = label.getBoundingClientRect();
+  return letters.left + letters.width / 2 - (button.left + button.width / 2);
+})
+"""
 
 
 @pytest.mark.parametrize("app", [{"DONATION_CURRENCIES": "EUR,CHF"}], indirect=True)
@@ -577,6 +635,9 @@ def test_amounts_in_a_currency_written_as_its_code_fit_their_buttons(
             "labels => labels.filter(l => l.scrollWidth > l.clientWidth).map(l => l.innerText)"
         )
         assert overflowing == []
+        # The code stands centred above its number, no space after it pushing it aside.
+        off_centre = labels.evaluate_all(CODE_OFF_CENTRE)
+        assert all(abs(offset) < 0.5 for offset in off_centre), off_centre
         assert_fits_viewport(page)
     finally:
         context.close()

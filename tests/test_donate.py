@@ -609,7 +609,7 @@ def test_no_gift_is_smaller_than_stripe_takes_in_its_currency(
     assert "smallest gift we can take online in GBP is £0.30" in too_small.text
     preset = post_form(client, "/donate", {**ONE_TIME, "currency": "CZK", "amount": "10"})
     assert preset.status_code == 422
-    assert "smallest gift we can take online in CZK is CZK 15.00" in preset.text
+    assert "smallest gift we can take online in CZK is CZK\u00a015.00" in preset.text
     assert fake_stripe.requests == []
 
     assert post_form(client, "/donate", {**ONE_TIME, **other("0.50")}).status_code == 303
@@ -693,8 +693,36 @@ def test_the_fee_rule_shows_its_fixed_part_in_the_chosen_currency(
 ) -> None:
     page = post_form(stripe_client, "/donate", {**ONE_TIME, "currency": "CHF", **other("")})
     assert page.status_code == 422
-    assert '<span class="fee-fixed">CHF 0.25</span>' in page.text
+    assert '<span class="fee-fixed">CHF\u00a00.25</span>' in page.text
     assert "€0.25" not in page.text
+
+
+def test_an_amount_written_with_its_code_keeps_the_code_and_number_together(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # A no-break space, so a narrow screen never ends a line between "CHF" and "1.00".
+    small = post_form(stripe_client, "/donate", {**ONE_TIME, "currency": "CHF", **other("0.1")})
+    assert small.status_code == 422
+    error = small.text.split('id="other_amount-error">')[1].split("</p>")[0]
+    assert error == "The smallest gift we can take online in CHF is CHF\u00a01.00."
+    assert "CHF 1.00" not in small.text
+    # Stripe's page shows the donor this line too, so it is written the same way.
+    data = {**ONE_TIME, "currency": "CHF", "cover_fee": "y"}
+    assert post_form(stripe_client, "/donate", data).status_code == 303
+    params = fake_stripe.requests[0].params
+    assert params["line_items[0][price_data][product_data][description]"] == (
+        "CHF\u00a025.00 gift plus CHF\u00a00.64 to cover the card fee"
+    )
+
+
+@pytest.mark.parametrize("typed", ["CHF 30", "CHF\u00a030", "30 chf", "30\u00a0CHF"])
+def test_an_amount_typed_with_its_code_is_taken_with_either_space(
+    stripe_app: Flask, stripe_client: FlaskClient, typed: str
+) -> None:
+    # The page writes "CHF 30.00" with a no-break space; a keyboard types a plain one.
+    data = {**ONE_TIME, "currency": "CHF", **other(typed)}
+    assert post_form(stripe_client, "/donate", data).status_code == 303
+    assert [(d.currency, d.amount) for d in donations(stripe_app)] == [("CHF", 3000)]
 
 
 @pytest.mark.parametrize(

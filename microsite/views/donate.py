@@ -30,6 +30,7 @@ from ..forms import OTHER_AMOUNT, DonationForm, amount_value
 from ..ledger import live_mode
 from ..models import Donation, DonationStatus, Frequency
 from ..money import (
+    CODE_SPACE,
     SIGNS,
     decimal_places,
     donation_settings,
@@ -94,6 +95,9 @@ def donation_widget(form: DonationForm) -> dict[str, Any]:
     return {
         "currency": currency,
         "symbol": symbol(currency),
+        # A preset's button never breaks its line, and puts a code above its number
+        # (site.css), where the no-break space after it would push the code off centre.
+        "button_symbol": symbol(currency).replace(CODE_SPACE, " "),
         "gift": gift,
         "fee": settings.fee(gift, currency) if gift else 0,
         "fee_percent": f"{settings.fee_percent.normalize():f}",

@@ -127,7 +127,13 @@
 
   function update() {
     var cur = info();
-    form.querySelectorAll(".cur-sym").forEach(function (el) { el.textContent = cur.symbol; });
+    // A code keeps its number on its line with a no-break space ("CHF 0.25"). A preset's
+    // button never breaks, and stands its code above the number (site.css), where that
+    // space would push the code off centre: there it is a plain one, which drops out.
+    var buttonSymbol = cur.symbol.replace(/\u00a0/g, " ");
+    form.querySelectorAll(".cur-sym").forEach(function (el) {
+      el.textContent = el.closest(".amount-choice") ? buttonSymbol : cur.symbol;
+    });
     form.querySelectorAll(".amount-grid").forEach(function (el) {
       el.classList.toggle("code-symbol", cur.symbol.trim().length > 1);
     });
