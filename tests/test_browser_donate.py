@@ -643,6 +643,55 @@ def test_amounts_in_a_currency_written_as_its_code_fit_their_buttons(
         context.close()
 
 
+def _follow_the_amount_s_link(page: Any) -> str:
+    """Follow the error summary's one link; the id of the visible control it lands on."""
+    page.click(".error-summary a")
+    landed = page.evaluate("document.activeElement.id")
+    assert landed, "the link landed on nothing that takes the focus"
+    assert page.locator(f"#{landed}").evaluate("e => e.checkVisibility()"), landed
+    return landed
+
+
+@pytest.mark.parametrize(
+    "app", [{"DONATION_CURRENCIES": "EUR,JPY", "DONATION_MAX": "100000"}], indirect=True
+)
+def test_without_javascript_the_amount_s_error_links_to_a_choice_on_show(
+    no_script_page: Any, live_server: Any, app: Flask
+) -> None:
+    # Made for euros, the page offers €10 still when yen are chosen; the form comes back in
+    # yen, whose presets start at ¥50.
+    page = no_script_page
+    page.goto(live_server.url + "/donate")
+    page.select_option("#currency", "JPY")
+    page.click("label[for=amount-0]")  # 10
+    page.click(".donate-form button[type=submit]")
+    expect(page.locator(".error-summary")).to_contain_text("in JPY is ¥50")
+    assert _follow_the_amount_s_link(page) == "amount-2"  # 50
+
+
+@pytest.mark.parametrize(
+    "app", [{"DONATION_CURRENCIES": "EUR,JPY", "DONATION_MAX": "100000"}], indirect=True
+)
+def test_the_amount_s_error_links_to_a_choice_on_show_in_the_currency_chosen(
+    page: Any, live_server: Any, app: Flask
+) -> None:
+    page.goto(live_server.url + "/donate")
+    page.select_option("#currency", "JPY")  # ¥25, chosen in euros, is not offered: none is
+    page.click(".donate-form button[type=submit]")
+    expect(page.locator(".error-summary")).to_contain_text("Choose an amount")
+    assert _follow_the_amount_s_link(page) == "amount-2"  # 50
+    # Sent again in euros, with still no amount chosen: the first preset is shown again.
+    page.select_option("#currency", "EUR")
+    assert _follow_the_amount_s_link(page) == "amount-0"  # 10
+    page.click(".donate-form button[type=submit]")
+    expect(page.locator(".error-summary")).to_contain_text("Choose an amount")
+    assert page.locator("#currency").input_value() == "EUR"
+    assert _follow_the_amount_s_link(page) == "amount-0"
+    # Yen chosen on that page hide €10; the link follows to what is shown.
+    page.select_option("#currency", "JPY")
+    assert _follow_the_amount_s_link(page) == "amount-2"
+
+
 def test_a_long_address_in_an_error_wraps_on_the_narrowest_phone(
     browser: Any, live_server: Any
 ) -> None:

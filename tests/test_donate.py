@@ -688,6 +688,40 @@ def test_presets_below_stripe_s_smallest_charge_are_not_offered_in_that_currency
     assert fake_stripe.requests[0].params["line_items[0][price_data][unit_amount]"] == "50"
 
 
+def _summary_links(html: str) -> list[str]:
+    """Where each link in the page's error summary goes."""
+    summary = re.search(r'<div class="error-summary".*?</div>', html, re.S).group(0)
+    return re.findall(r'href="#([^"]+)"', summary)
+
+
+def test_the_error_summary_links_the_amount_to_a_choice_the_page_shows(
+    make_app: Any, stripe_config: dict[str, Any], fake_stripe: FakeStripe
+) -> None:
+    # ¥10 and ¥25 are hidden in yen: a link to the first preset would land on nothing.
+    app = make_app(**stripe_config, DONATION_CURRENCIES="EUR,JPY", DONATION_MAX="100000")
+    client = app.test_client()
+    for chosen in ("10", ""):  # sent by a browser without script, or with no amount chosen
+        page = post_form(client, "/donate", {**ONE_TIME, "currency": "JPY", "amount": chosen})
+        assert page.status_code == 422
+        assert _summary_links(page.text) == ["amount-2"], chosen
+        assert _choices(page.text)["50"] == ("50", True)
+        assert re.search(r'<input[^>]*id="amount-2"[^>]*value="50">', page.text)
+    euros = post_form(client, "/donate", {**ONE_TIME, "amount": ""})
+    assert _summary_links(euros.text) == ["amount-0"]
+    # An error in the box beside "Other" is linked to the box.
+    typed = post_form(client, "/donate", {**ONE_TIME, "currency": "JPY", **other("5")})
+    assert _summary_links(typed.text) == ["other_amount"]
+
+    # No preset at all in yen: the link goes to "Other", which is always shown.
+    low = make_app(**stripe_config, DONATION_CURRENCIES="EUR,JPY", DONATION_PRESETS="10,25")
+    page = post_form(low.test_client(), "/donate", {**ONE_TIME, "currency": "JPY", "amount": ""})
+    assert page.status_code == 422
+    assert not any(offered for _, offered in _choices(page.text).values())
+    assert _summary_links(page.text) == ["amount-2"]
+    assert re.search(r'<input[^>]*id="amount-2"[^>]*value="other">', page.text)
+    assert fake_stripe.requests == []
+
+
 def test_the_fee_rule_shows_its_fixed_part_in_the_chosen_currency(
     stripe_client: FlaskClient,
 ) -> None:

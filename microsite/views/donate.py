@@ -86,6 +86,7 @@ def donation_widget(form: DonationForm) -> dict[str, Any]:
     """What the form shows beside its fields: the currency, the fee estimate, script data."""
     settings, currency = form.settings, form.chosen_currency
     offered = settings.presets_for(currency)
+    shown = {amount_value(p) for p in offered}
     try:
         gift = form.gift_in_minor_units()
         if not settings.minimum_for(currency) <= to_major(gift, currency) <= settings.maximum:
@@ -103,13 +104,20 @@ def donation_widget(form: DonationForm) -> dict[str, Any]:
         "fee_percent": f"{settings.fee_percent.normalize():f}",
         "fee_fixed": _fee_fixed(currency),
         "fee_fixed_plain": _fee_fixed_plain(),
-        "offered": {amount_value(p) for p in offered},
+        "offered": shown,
+        "first_amount": _first_amount(form, shown),
         "script": {
             "percent": str(settings.fee_percent),
             "signs": "".join(SIGNS),
             "currencies": {code: _script_currency(code) for code in settings.currencies},
         },
     }
+
+
+def _first_amount(form: DonationForm, offered: set[str]) -> str:
+    """The id of the first amount the form shows in its currency, for the error summary to
+    land on: a preset not offered in it is hidden, and "Other" is always shown."""
+    return next(option.id for option in form.amount if option.data in offered | {OTHER_AMOUNT})
 
 
 def _fee_fixed(currency: str) -> str:

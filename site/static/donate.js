@@ -116,12 +116,19 @@
   }
 
   // Only the presets the chosen currency takes; one no longer offered is no longer chosen.
+  // The error summary's link to the amounts lands on the first one shown, as the server
+  // made it for the currency the page came with ("Other" when no preset is offered).
   function offerPresets() {
     var offered = info().presets || [];
     form.querySelectorAll(".amount-choice input[name=amount]").forEach(function (radio) {
       var hidden = offered.indexOf(radio.value) < 0;
       radio.closest(".amount-choice").hidden = hidden;
       if (hidden) { radio.checked = false; }
+    });
+    var first = form.querySelector(".amount-choice:not([hidden]) input") || otherRadio;
+    form.querySelectorAll(".error-summary a[href^='#']").forEach(function (link) {
+      var target = document.getElementById(link.getAttribute("href").slice(1));
+      if (target && target.name === "amount") { link.setAttribute("href", "#" + first.id); }
     });
   }
 
