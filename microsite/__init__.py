@@ -17,7 +17,7 @@ from limits.errors import ConfigurationError
 from markupsafe import Markup
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from werkzeug.exceptions import HTTPException
 
 from . import config as settings
@@ -142,6 +142,7 @@ ERROR_MESSAGES = {
         "What you sent was larger than this site accepts. Please shorten it and try again.",
     ),
     429: ("Too many attempts", "Please wait a little and try again."),
+    503: ("This site is unavailable just now", "Please try again in a minute."),
     500: (
         "Something went wrong on our side",
         "Nothing you did caused this. Please try again in a few minutes.",
@@ -217,22 +218,23 @@ def _without_trailing_slash() -> str | None:
     return f"{target}?{query}" if query else target
 
 
-def _hint_at_missing_schema(cause: BaseException | None) -> None:
+def _hint_at_missing_schema(cause: BaseException | None) -> bool:
     """After a database error, if the schema is behind this code (a missing table or
-    column), tell the operator the one command that fixes it."""
+    column), tell the operator the one command that fixes it. True when that was it."""
     if not isinstance(cause, SQLAlchemyError):
-        return
+        return False
     try:
         db.session.rollback()
         state = schema_state()
     except SQLAlchemyError:
-        return  # the database itself is the trouble; its error is logged already
+        return False  # the database itself is the trouble; its error is logged already
     if state == "missing":
         current_app.logger.error("the database has no tables for this site: run flask db upgrade")
     elif state == "behind":
         current_app.logger.error(
             "the database is behind this release's schema: run flask db upgrade"
         )
+    return state in ("missing", "behind")
 
 
 def _breached_limits() -> list[Any]:
@@ -297,6 +299,32 @@ def too_many_attempts_page() -> tuple[str, int, dict[str, str]]:
     return body, code, retry_after_header(retry)
 
 
+# How long a visitor (or Stripe, resending an event) is asked to wait while the database
+# cannot be reached or stays locked.
+DATABASE_RETRY_SECONDS = 60
+
+
+def database_unavailable_page() -> tuple[str, int, dict[str, str]]:
+    """A 503 while the database is down, unreachable or locked past its busy timeout: for
+    a while, not a bug, so the page says to wait, and a form's sender that nothing was
+    kept. The error itself has been logged, with its traceback, for the operator."""
+    sent = request.method not in ("GET", "HEAD")
+    body, code = render_error(
+        503,
+        "The site cannot reach its records just now",
+        (
+            "What you sent has not been saved. Please wait a minute, then go back and "
+            "send it again: your browser's Back button keeps what you typed."
+            if sent
+            else "Nothing is wrong on your side. Please try again in a minute."
+        ),
+        # This very address again, kept on this site ("//x" would be another site's).
+        action_url=_reload_url() if sent else "/" + request.full_path.rstrip("?").lstrip("/"),
+        action_label="Back to the form" if sent else "Try again",
+    )
+    return body, code, retry_after_header(DATABASE_RETRY_SECONDS)
+
+
 def reload_the_form_page() -> tuple[str, int]:
     """A form refused for its CSRF token: the page that leads back to the form.
 
@@ -338,7 +366,11 @@ def register_error_handlers(app: Flask) -> None:
         if code == 404 and (target := _without_trailing_slash()):
             return redirect(target, 308)
         if code == 500:
-            _hint_at_missing_schema(getattr(error, "original_exception", None))
+            cause = getattr(error, "original_exception", None)
+            # Down, unreachable or locked is for a while: a 503 asks to try again. A schema
+            # not upgraded waits for the operator: a 500, as any other fault.
+            if not _hint_at_missing_schema(cause) and isinstance(cause, OperationalError):
+                return database_unavailable_page()
         body, status = render_error(code)
         # Keep what the exception says about itself, such as a 405's Allow header.
         headers = [(k, v) for k, v in error.get_headers() if k.lower() != "content-type"]

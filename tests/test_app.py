@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from markupsafe import escape
 from sqlalchemy import text
 
 from microsite import create_app
 from microsite.config import DEFAULTS, SettingsError, load
 from microsite.extensions import db
 from tests.conftest import base_config
-from tests.helpers import post_form
+from tests.helpers import csrf_token, post_form
 from tests.test_pledge import VALID
 
 # A SECRET_KEY as an operator sets one: long enough to be accepted.
@@ -661,3 +662,51 @@ def test_a_forwarded_host_never_names_the_site(make_app) -> None:
     )
     assert '<link rel="canonical" href="https://localhost/">' in page.text
     assert "evil.example" not in page.text
+
+
+@pytest.fixture
+def app_without_its_database(tmp_path: Path) -> Flask:
+    """The site as a server runs it (errors become pages) on a database nobody answers for."""
+    app = create_app(base_config("postgresql+psycopg://renate:s3cret@127.0.0.1:1/renate", tmp_path))
+    app.testing = False
+    return app
+
+
+@pytest.mark.parametrize("path", ["/", "/pledge", "/donate/thanks?session_id=cs_test_a1"])
+def test_a_page_while_the_database_cannot_be_reached_says_to_wait(
+    app_without_its_database: Flask, path: str
+) -> None:
+    page = app_without_its_database.test_client().get(path)
+    assert page.status_code == 503
+    assert page.headers["Retry-After"] == "60"
+    assert "The site cannot reach its records just now" in page.text
+    assert "Nothing is wrong on your side. Please try again in a minute." in page.text
+    assert f'<a class="button" href="{escape(path)}">Try again</a>' in page.text
+    assert "s3cret" not in page.text and "Traceback" not in page.text
+
+
+def test_a_pledge_sent_while_the_database_cannot_be_reached_is_told_it_was_not_saved(
+    app_without_its_database: Flask,
+) -> None:
+    client = app_without_its_database.test_client()
+    token = csrf_token(client.get("/donate").text)  # a page that needs no database
+    sent = client.post("/pledge", data={**VALID, "csrf_token": token})
+    assert sent.status_code == 503
+    assert sent.headers["Retry-After"] == "60"
+    assert "What you sent has not been saved" in sent.text
+    assert "Back button keeps what you typed" in sent.text
+    assert '<a class="button" href="/pledge">Back to the form</a>' in sent.text
+
+
+def test_signing_in_while_the_database_cannot_be_reached_says_to_wait_in_the_admin_layout(
+    app_without_its_database: Flask,
+) -> None:
+    client = app_without_its_database.test_client()
+    token = csrf_token(client.get("/admin/login").text)
+    sent = client.post(
+        "/admin/login",
+        data={"email": "a@example.org", "password": "a long enough password", "csrf_token": token},
+    )
+    assert sent.status_code == 503
+    assert "The site cannot reach its records just now" in sent.text
+    assert 'class="admin' in sent.text
