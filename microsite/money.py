@@ -297,7 +297,9 @@ def parse_amount(text: str, currency: str) -> Decimal:
     read as it is, for the form to say what the smallest and largest gifts are.
     """
     code = currency.upper()
-    cleaned = text.strip().replace("\u00a0", "").replace(" ", "")
+    # Any space: a keyboard's, the no-break one this site writes after a code, the narrow
+    # one French typing puts between thousands ("1\u202f000").
+    cleaned = "".join(text.split())
     negative = cleaned[:1] in ("-", "\u2212")
     if negative:
         cleaned = cleaned[1:]

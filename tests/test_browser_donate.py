@@ -532,7 +532,7 @@ def test_switching_currency_changes_the_fee_rule_and_the_presets_offered(
     assert "Card fees are about 1.5% + CHF\u00a00.25." in page.inner_text("#fee-estimate")
     assert page.inner_text(".fee-example") == "On CHF\u00a025.00 that adds CHF\u00a00.64."
     # Typed with a keyboard's space, or with the no-break space the page writes.
-    for typed in ("CHF 30", "CHF\u00a030", "30\u00a0chf"):
+    for typed in ("CHF 30", "CHF\u00a030", "30\u00a0chf", "CHF\u202f30"):
         page.fill("#other_amount", typed)
         assert page.inner_text(".fee-example") == _server_estimate(app, typed, "CHF"), typed
         assert page.inner_text(".fee-example") == "On CHF\u00a030.00 that adds CHF\u00a00.72."

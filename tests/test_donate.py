@@ -472,6 +472,7 @@ def test_a_retry_after_the_customer_call_failed_on_stripe_s_side_uses_new_keys(
         ("30.5", 3050),
         ("30,50", 3050),
         ("€ 1 000", 100_000),
+        ("1\u202f000 €", 100_000),  # a French thousands space
         ("30 €", 3000),
         ("EUR 30", 3000),
         ("30eur", 3000),
@@ -749,11 +750,14 @@ def test_an_amount_written_with_its_code_keeps_the_code_and_number_together(
     )
 
 
-@pytest.mark.parametrize("typed", ["CHF 30", "CHF\u00a030", "30 chf", "30\u00a0CHF"])
+@pytest.mark.parametrize(
+    "typed", ["CHF 30", "CHF\u00a030", "30 chf", "30\u00a0CHF", "CHF\u202f30", "CHF\t30"]
+)
 def test_an_amount_typed_with_its_code_is_taken_with_either_space(
     stripe_app: Flask, stripe_client: FlaskClient, typed: str
 ) -> None:
-    # The page writes "CHF 30.00" with a no-break space; a keyboard types a plain one.
+    # The page writes "CHF 30.00" with a no-break space; a keyboard types a plain one, or
+    # (French typing) a narrow no-break space.
     data = {**ONE_TIME, "currency": "CHF", **other(typed)}
     assert post_form(stripe_client, "/donate", data).status_code == 303
     assert [(d.currency, d.amount) for d in donations(stripe_app)] == [("CHF", 3000)]

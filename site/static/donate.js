@@ -75,7 +75,7 @@
   // separator, more decimal places than the currency has.
   function parse(typed) {
     var cur = info();
-    var text = asciiDigits(typed.trim()).replace(/[\u00a0 ]/g, "");
+    var text = asciiDigits(typed.trim()).replace(/\s/g, "");  // any space, as the server
     for (var i = 0; i < settings.signs.length; i++) {
       var sign = settings.signs.charAt(i);
       if (text.indexOf(sign) < 0) { continue; }
