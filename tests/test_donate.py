@@ -705,6 +705,8 @@ def test_the_error_summary_links_the_amount_to_a_choice_the_page_shows(
         page = post_form(client, "/donate", {**ONE_TIME, "currency": "JPY", "amount": chosen})
         assert page.status_code == 422
         assert _summary_links(page.text) == ["amount-2"], chosen
+        # Nothing is left chosen out of sight: sent again as it is, no ¥10 goes with it.
+        assert re.findall(r'<input checked id="amount-\d" name="amount"', page.text) == []
         assert _choices(page.text)["50"] == ("50", True)
         assert re.search(r'<input[^>]*id="amount-2"[^>]*value="50">', page.text)
     euros = post_form(client, "/donate", {**ONE_TIME, "amount": ""})
