@@ -667,6 +667,10 @@ def test_without_javascript_the_amount_s_error_links_to_a_choice_on_show(
     page.click(".donate-form button[type=submit]")
     expect(page.locator(".error-summary")).to_contain_text("in JPY is ¥50")
     assert _follow_the_amount_s_link(page) == "amount-2"  # 50
+    # The amount is what is wrong: its box is marked, the currency beside it is not.
+    border = "e => getComputedStyle(e).borderTopColor"
+    assert page.locator("#other_amount").evaluate(border) == "rgb(164, 22, 26)"
+    assert page.locator("#currency").evaluate(border) == "rgb(118, 118, 118)"
 
 
 @pytest.mark.parametrize(
