@@ -106,6 +106,10 @@ _UNDECOMPOSED = str.maketrans(
         "\N{RIGHT SINGLE QUOTATION MARK}": "'",
         "\N{LEFT SINGLE QUOTATION MARK}": "'",
         "\N{MODIFIER LETTER APOSTROPHE}": "'",
+        # A double name is written with a hyphen or a space: "jean pierre" finds Jean-Pierre.
+        "-": " ",
+        "\N{HYPHEN}": " ",
+        "\N{NON-BREAKING HYPHEN}": " ",
     }
 )
 

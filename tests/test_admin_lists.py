@@ -81,6 +81,8 @@ ACCENTED = [
     "Lena Groß",
     "Anne O\N{RIGHT SINGLE QUOTATION MARK}Neill",
     "Jose\u0301 Marti\u0301",  # sent decomposed, as some Mac and iPhone browsers do
+    "Jean-Pierre Dubois",
+    "Anna Maria Kowalska",
 ]
 
 # What staff type, and the names it finds, newest first: capitals and accents are set
@@ -100,6 +102,8 @@ ACCENT_BLIND_SEARCHES = [
     ("o'neill", ["Anne O\N{RIGHT SINGLE QUOTATION MARK}Neill"]),
     ("José", ["Jose\u0301 Marti\u0301"]),
     ("marti", ["Jose\u0301 Marti\u0301"]),
+    ("jean pierre", ["Jean-Pierre Dubois"]),
+    ("Anna-Maria", ["Anna Maria Kowalska"]),
     ("\u0301", []),  # a mark on its own finds no name, rather than every name
 ]
 
