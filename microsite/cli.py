@@ -7,13 +7,14 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
+from copy import copy
 from datetime import date, datetime
 from functools import wraps
 from typing import Any, BinaryIO
 
 import click
 from flask import Flask
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import OperationalError
 
 from . import auth, exports
@@ -44,6 +45,18 @@ SCHEMA_ADVICE = {
 }
 
 
+@contextmanager
+def _unreachable_told() -> Iterator[None]:
+    """A database that cannot even be asked its version (the server is down, the address or
+    its password is wrong...) is told in one line, the driver's reason, without the URL."""
+    try:
+        yield
+    except OperationalError as unreachable:
+        db.session.rollback()
+        reason = " ".join(str(unreachable.orig).split())
+        raise click.ClickException(f"cannot reach the database: {reason}") from None
+
+
 def _needs_schema(command: Callable[..., None]) -> Callable[..., None]:
     """Before the command does anything (asks for a password, writes a CSV header), a
     database that cannot be reached is told as its driver's reason, and one not yet upgraded
@@ -52,14 +65,8 @@ def _needs_schema(command: Callable[..., None]) -> Callable[..., None]:
 
     @wraps(command)
     def run(*args: Any, **kwargs: Any) -> None:
-        try:
+        with _unreachable_told():
             state = schema_state()
-        except OperationalError as unreachable:
-            # Not even its version can be read: the server is down, the address or its
-            # password is wrong... The driver's words say which, without the URL.
-            db.session.rollback()
-            reason = " ".join(str(unreachable.orig).split())
-            raise click.ClickException(f"cannot reach the database: {reason}") from None
         if state in SCHEMA_ADVICE:
             raise click.ClickException(SCHEMA_ADVICE[state])
         command(*args, **kwargs)
@@ -237,7 +244,43 @@ def export_donations(since: datetime | None, until: datetime | None, output: str
     _write(exports.donation_export(filters), output)
 
 
+# Flask-Migrate's commands that open the database before they do anything.
+CONNECTING_MIGRATE_COMMANDS = ("upgrade", "downgrade", "current", "stamp", "check", "migrate")
+
+
+def _reached_first(command: click.Command) -> click.Command:
+    """A copy of a Flask-Migrate command that first opens one connection, so that a
+    database it cannot reach is told as the site's own commands tell it, not as a traceback.
+    An error once the migration is under way is left as it is: it is the developer's."""
+    callback = command.callback
+    assert callback is not None
+
+    @wraps(callback)
+    @with_appcontext
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with _unreachable_told(), db.engine.connect():
+            pass
+        return callback(*args, **kwargs)
+
+    checked = copy(command)
+    checked.callback = run
+    return checked
+
+
+def _checked_migrate_group(app: Flask) -> None:
+    group = app.cli.commands.get("db")
+    if not isinstance(group, click.Group):
+        return
+    checked = copy(group)  # Flask-Migrate's own group is shared by every app: left as it is.
+    checked.commands = {
+        name: _reached_first(command) if name in CONNECTING_MIGRATE_COMMANDS else command
+        for name, command in group.commands.items()
+    }
+    app.cli.add_command(checked, "db")
+
+
 def init_app(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(admin_group)
     app.cli.add_command(export_group)
+    _checked_migrate_group(app)

@@ -397,7 +397,9 @@ def test_a_command_before_flask_db_upgrade_says_to_run_it(tmp_path: Path, args: 
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("args", [["admin", "list"], ["export", "pledges"]])
+@pytest.mark.parametrize(
+    "args", [["admin", "list"], ["export", "pledges"], ["db", "upgrade"], ["db", "current"]]
+)
 def test_a_command_on_a_database_that_cannot_be_reached_says_why_in_one_line(
     tmp_path: Path, args: list[str]
 ) -> None:
@@ -412,6 +414,18 @@ def test_a_command_on_a_database_that_cannot_be_reached_says_why_in_one_line(
     assert line.startswith("Error: cannot reach the database: connection failed:")
     assert "Connection refused" in line
     assert "s3cret" not in line and "Traceback" not in result.output
+
+
+def test_flask_db_upgrade_from_the_shell_still_makes_the_schema(tmp_path: Path) -> None:
+    from microsite import create_app
+    from microsite.models import schema_state
+    from tests.conftest import base_config
+
+    app = create_app(base_config(f"sqlite:///{tmp_path / 'new.db'}", tmp_path))
+    result = app.test_cli_runner().invoke(args=["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    with app.app_context():
+        assert schema_state() == "current"
 
 
 def test_a_command_on_a_database_a_release_behind_says_to_upgrade(
