@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
@@ -65,13 +66,17 @@ def _needs_schema(command: Callable[..., None]) -> Callable[..., None]:
 
     @wraps(command)
     def run(*args: Any, **kwargs: Any) -> None:
-        with _unreachable_told():
-            state = schema_state()
-        if state in SCHEMA_ADVICE:
-            raise click.ClickException(SCHEMA_ADVICE[state])
+        _require_schema()
         command(*args, **kwargs)
 
     return run
+
+
+def _require_schema() -> None:
+    with _unreachable_told():
+        state = schema_state()
+    if state in SCHEMA_ADVICE:
+        raise click.ClickException(SCHEMA_ADVICE[state])
 
 
 def _typed_address(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -244,6 +249,51 @@ def export_donations(since: datetime | None, until: datetime | None, output: str
     _write(exports.donation_export(filters), output)
 
 
+@click.command("backup")
+@click.argument("destination", type=click.Path(dir_okay=False))
+@with_appcontext
+def backup(destination: str) -> None:
+    """Copy the SQLite database to a new file.
+
+    Safe while the site runs: SQLite's online backup copies one consistent moment, however
+    busy the site is. The copy is a single file (no -wal beside it) that sqlite3 or this site
+    (DATABASE_URL=sqlite:///...) opens as it is.
+    """
+    if db.engine.dialect.name != "sqlite":
+        raise click.ClickException(
+            f"the database is {db.engine.dialect.name}, not a SQLite file: back it up with "
+            "its own tools (pg_dump for PostgreSQL)."
+        )
+    _require_schema()
+    if os.path.lexists(destination):
+        raise click.ClickException(f"{destination} exists already: name a new file.")
+    # Written beside the destination under another name and renamed once whole, so that a
+    # full disk or Ctrl-C never leaves a file that looks like a backup and is not one.
+    partial = f"{destination}.partial"
+    try:
+        # Personal data: readable by its owner only, as the exports are.
+        os.close(os.open(partial, os.O_CREAT | os.O_TRUNC | os.O_WRONLY, 0o600))
+        with db.engine.connect() as connection, closing(sqlite3.connect(partial)) as copy_:
+            connection.connection.driver_connection.backup(copy_)
+            copy_.execute("PRAGMA journal_mode = DELETE")  # one self-contained file
+            pledges, donations = copy_.execute(
+                "SELECT (SELECT count(*) FROM pledge), (SELECT count(*) FROM donation)"
+            ).fetchone()
+        os.replace(partial, destination)
+    except (OSError, sqlite3.Error) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise click.ClickException(f"cannot write {destination}: {reason}.") from None
+    finally:
+        with suppress(OSError):
+            os.remove(partial)  # gone already once renamed
+    counts = f"{_count(pledges, 'pledge')}, {_count(donations, 'donation')}"
+    click.echo(f"Copied the database to {destination}: {counts}.", err=True)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 # Flask-Migrate's commands that open the database before they do anything.
 CONNECTING_MIGRATE_COMMANDS = ("upgrade", "downgrade", "current", "stamp", "check", "migrate")
 
@@ -283,4 +333,5 @@ def init_app(app: Flask) -> None:
     """Attach the command groups to the app."""
     app.cli.add_command(admin_group)
     app.cli.add_command(export_group)
+    app.cli.add_command(backup)
     _checked_migrate_group(app)
