@@ -26,6 +26,7 @@ from .records import (
     filter_donations,
     filter_pledges,
     rhythm_label,
+    status_word,
 )
 from .records import minor_to_text as amount_text
 
@@ -157,7 +158,7 @@ def donation_export(filters: DonationFilters) -> Export:
             created,
             reference,
             "live" if live else "test",
-            status,
+            status_word(status),
             frequency.replace("_", "-"),
             currency,
             amount_text(amount, currency),

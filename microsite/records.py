@@ -408,6 +408,11 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def status_word(status: str) -> str:
+    """Where a gift stands, as the admin pages word it ("not started"), for exports too."""
+    return status.replace("_", " ")
+
+
 def rhythm_label(value: str) -> str:
     """How a pledger prays, in the form's words ("Every day"); an unknown code as it is."""
     try:
@@ -437,7 +442,7 @@ def donation_record(donation: Donation) -> dict[str, Any]:
         "reference": donation.reference,
         "created_at": _iso(donation.created_at),
         "mode": "live" if donation.livemode else "test",
-        "status": donation.status,
+        "status": status_word(donation.status),
         "frequency": donation.frequency.replace("_", "-"),
         "currency": donation.currency,
         "amount": minor_to_text(donation.amount, donation.currency),

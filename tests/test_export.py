@@ -209,6 +209,17 @@ def test_donation_export(app: Flask, admin_client: FlaskClient, add_donation) ->
     assert audit_rows(app)[-1].action == "export_donations"
 
 
+def test_a_donation_s_status_in_the_export_is_worded_as_the_list_words_it(
+    admin_client: FlaskClient, add_donation
+) -> None:
+    add_donation(status="not_started", amount_received=0)
+    add_donation(status="paid")
+    rows = read_csv(admin_client.get("/admin/donations.csv").get_data())
+    statuses = [dict(zip(rows[0], row, strict=True))["Status"] for row in rows[1:]]
+    assert sorted(statuses) == ["not started", "paid"]
+    assert "Not started" in admin_client.get("/admin/donations?status=not_started").text
+
+
 def test_export_of_nothing_is_a_header_only(admin_client: FlaskClient) -> None:
     rows = read_csv(admin_client.get("/admin/pledges.csv").get_data())
     assert rows == [PLEDGE_HEADER]
