@@ -18,8 +18,9 @@ from flask import Flask
 from flask.cli import AppGroup, with_appcontext
 from sqlalchemy.exc import OperationalError
 
-from . import auth, exports
+from . import auth, exports, records
 from .models import db, schema_state
+from .money import format_money
 from .records import DonationFilters, PledgeFilters
 
 SHELL_ACTOR = "shell"
@@ -249,6 +250,47 @@ def export_donations(since: datetime | None, until: datetime | None, output: str
     _write(exports.donation_export(filters), output)
 
 
+@click.command("check")
+@with_appcontext
+@_needs_schema
+def check() -> None:
+    """Say what needs a person's look; silent when all is well.
+
+    The overview's "Needs a look" box, for a daily cron job: cron mails what a job prints,
+    so staff hear of a refused Stripe key or money left out of the totals without signing
+    in. Exits with status 1 when something needs a look, 0 when nothing does.
+    """
+    look = records.needs_a_look()
+    said = []
+    if look["no_contact"]:
+        said.append(
+            "No contact address is set: pledgers are told they can ask to see, change or "
+            "withdraw their pledge, with nowhere to write. Set CONTACT_EMAIL."
+        )
+    if refused := look["refused"]:
+        said.append(
+            f"Stripe refused {_count(refused, 'checkout')} in the last 7 days: donors are told "
+            f"giving online is not working. Check STRIPE_SECRET_KEY. The latest: "
+            f"{look['latest_refusal']}"
+        )
+    if waiting := look["waiting"]:
+        waits = "waits for the gift it belongs" if waiting == 1 else "wait for the gift they belong"
+        said.append(
+            f"{_count(waiting, 'Stripe event')} (refunds or monthly payments) {waits} to, the "
+            f"oldest since {look['oldest']:%Y-%m-%d}; not in the totals until it is known."
+        )
+    for kind, reference, live, minor, code in look["other_currency"]:
+        said.append(
+            f"{kind.capitalize()} of {format_money(minor, code)} on gift {reference}"
+            f"{'' if live else ' (test)'} is in a currency other than the gift's, so left out "
+            "of its totals: check it in the Stripe Dashboard."
+        )
+    if said:
+        click.echo("\n".join(f"- {line}" for line in said))
+        click.echo("The admin overview (/admin/) shows the same.")
+        sys.exit(1)
+
+
 @click.command("backup")
 @click.argument("destination", type=click.Path(dir_okay=False))
 @with_appcontext
@@ -334,4 +376,5 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(admin_group)
     app.cli.add_command(export_group)
     app.cli.add_command(backup)
+    app.cli.add_command(check)
     _checked_migrate_group(app)

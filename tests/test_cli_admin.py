@@ -416,6 +416,19 @@ def test_a_command_on_a_database_that_cannot_be_reached_says_why_in_one_line(
     assert "s3cret" not in line and "Traceback" not in result.output
 
 
+def test_check_is_silent_when_nothing_needs_a_look(runner: FlaskCliRunner) -> None:
+    # Silent, so that a daily cron job mails nobody on an ordinary day.
+    result = runner.invoke(args=["check"])
+    assert (result.exit_code, result.output) == (0, "")
+
+
+def test_check_tells_of_a_missing_contact_address(make_app) -> None:
+    result = make_app(CONTACT_EMAIL="").test_cli_runner().invoke(args=["check"])
+    assert result.exit_code == 1
+    assert result.output.startswith("- No contact address is set: pledgers are told they can")
+    assert "Set CONTACT_EMAIL." in result.output
+
+
 def test_flask_db_upgrade_from_the_shell_still_makes_the_schema(tmp_path: Path) -> None:
     from microsite import create_app
     from microsite.models import schema_state

@@ -966,7 +966,10 @@ def test_stripe_failure_is_a_calm_page_and_a_logged_request_id(
 
 
 def test_the_admin_overview_shows_checkouts_stripe_refused(
-    stripe_client: FlaskClient, fake_stripe: FakeStripe, admin_client: FlaskClient
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    fake_stripe: FakeStripe,
+    admin_client: FlaskClient,
 ) -> None:
     assert "Needs a look" not in admin_client.get("/admin/").text
     fake_stripe.fail_next(401, {"type": "invalid_request_error", "message": "Invalid API Key"})
@@ -974,6 +977,11 @@ def test_the_admin_overview_shows_checkouts_stripe_refused(
     html = admin_client.get("/admin/").text
     assert "Stripe refused 1 checkout in the last 7 days" in html
     assert "Invalid API Key" in html
+    told = stripe_app.test_cli_runner().invoke(args=["check"])
+    assert told.exit_code == 1
+    assert told.output.startswith("- Stripe refused 1 checkout in the last 7 days: donors are")
+    assert "Check STRIPE_SECRET_KEY. The latest: Stripe refused" in told.output
+    assert "Invalid API Key" in told.output
 
 
 def test_a_refused_checkout_put_right_and_paid_no_longer_needs_a_look(

@@ -1333,3 +1333,17 @@ def test_the_dashboard_shows_money_left_out_of_the_totals(
     assert "Needs a look" in html
     assert "<strong>1 Stripe event</strong>" in html
     assert f"Payment of $27.00 on gift <code>{one_time[0]}</code>" in html
+
+    # The same, told by `flask check` for a cron job to mail.
+    told = stripe_app.test_cli_runner().invoke(args=["check"])
+    assert told.exit_code == 1
+    lines = told.output.splitlines()
+    assert lines[0].startswith(
+        "- 1 Stripe event (refunds or monthly payments) waits for the gift it belongs to, "
+        "the oldest since 20"
+    )
+    assert lines[1] == (
+        f"- Payment of $27.00 on gift {one_time[0]} (test) is in a currency other than the "
+        "gift's, so left out of its totals: check it in the Stripe Dashboard."
+    )
+    assert lines[2] == "The admin overview (/admin/) shows the same."
