@@ -148,6 +148,34 @@ def test_a_donor_s_details_stay_together_in_the_list(
     assert_fits_viewport(page)
 
 
+def test_a_long_unbroken_name_or_message_never_widens_an_admin_page(
+    page, live_server, admin_account, add_pledge, add_donation
+) -> None:
+    # A name typed without spaces, or a pasted web address as a message: the form allows
+    # both, and every page that shows them must still fit the screen.
+    long = "Maximiliana" + "x" * 80
+    add_pledge(long, "max@example.org")
+    add_donation(
+        donor_name=long,
+        donor_email="max@example.org",
+        dedication_kind="memory",
+        dedication_name=long,
+        message="https://example.org/" + "a" * 400,
+    )
+    sign_in_through_the_form(page, live_server)
+    page.wait_for_url(re.compile(r"/admin/$"))
+    assert_fits_viewport(page, "/admin/")
+    for path in ("/admin/pledges", "/admin/donations"):
+        page.goto(live_server.url + path)
+        assert_fits_viewport(page, path)
+    page.goto(live_server.url + "/admin/people")
+    page.fill("#email", "max@example.org")
+    with page.expect_navigation():
+        page.click(".person-search button")
+    assert page.locator("text=In memory of").count() == 1
+    assert_fits_viewport(page, "/admin/people")
+
+
 def test_a_mistyped_erasure_confirmation_is_brought_into_view(
     page, live_server, admin_account, add_pledge
 ) -> None:
