@@ -11,6 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from markupsafe import escape
 from sqlalchemy import func, select
 
 from microsite import auth, wait_in_words
@@ -667,6 +668,29 @@ def test_an_export_asked_for_while_signed_out_comes_back_to_its_list(client: Fla
         assert response.headers["Location"] == (
             f"/admin/login?next=/admin/{listing}?since%3D2026-01-01"
         )
+
+
+@pytest.mark.parametrize(
+    ("target", "lands"),
+    [
+        ("/admin/pledges.csv", "/admin/pledges"),
+        ("/admin/donations.csv?status=paid&mode=live", "/admin/donations?status=paid&mode=live"),
+    ],
+)
+def test_a_sign_in_link_naming_an_export_lands_on_its_list_not_a_download(
+    client: FlaskClient, admin_account, add_pledge, target: str, lands: str
+) -> None:
+    # A link sent in an email or put on another site: after signing in, the admin sees
+    # the list, and nothing is downloaded until they press Export CSV there.
+    add_pledge("Maria Rossi", "maria@example.org")
+    page = client.get("/admin/login", query_string={"next": target})
+    assert f'value="{escape(lands)}"' in page.text
+    response = sign_in(client, next=target)
+    assert response.headers["Location"] == lands
+    assert response.headers["Content-Type"].startswith("text/html")
+    # Signed in already, the same link does the same.
+    again = client.get("/admin/login", query_string={"next": target})
+    assert again.headers["Location"] == lands
 
 
 def test_a_page_not_found_inside_the_admin_area_keeps_the_admin_s_menu(

@@ -24,6 +24,7 @@ from flask import (
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import desc, select
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import auth, exports, in_admin_area, records, render_error
@@ -127,6 +128,26 @@ def _return_path() -> str:
     if request.endpoint in EXPORT_LISTS:
         path = url_for(EXPORT_LISTS[request.endpoint])
     return _with_query(path, _public_pairs(request.args))
+
+
+def _landing(target: str | None) -> str | None:
+    """Where a sign-in's `next` may lead: a path of ours, and for a download its list.
+
+    A sign-in link naming an export (sent in an email, or put on another site) must not
+    download the list the moment the admin signs in: the download would follow our own
+    form, so it would look like one asked for from our pages.
+    """
+    path = auth.safe_next(target)
+    if path is None:
+        return None
+    parts = urlsplit(path)
+    try:
+        endpoint, _ = current_app.url_map.bind("").match(parts.path, method="GET")
+    except HTTPException:  # not one of our pages, or one moved: it answers for itself
+        return path
+    if endpoint in EXPORT_LISTS:
+        return _with_query(url_for(EXPORT_LISTS[endpoint]), parse_qsl(parts.query))
+    return path
 
 
 def _referring_path() -> str | None:
@@ -243,7 +264,7 @@ def login() -> BaseResponse | tuple[str, int] | str:
     """Sign an admin in, then send them where they were going."""
     form = LoginForm()
     if request.method == "GET":
-        form.next.data = auth.safe_next(request.args.get("next")) or ""
+        form.next.data = _landing(request.args.get("next")) or ""
         if g.admin is not None:
             return redirect(form.next.data or url_for("admin.dashboard"))
     failed = False
@@ -253,9 +274,7 @@ def login() -> BaseResponse | tuple[str, int] | str:
             auth.start_session(admin)
             records.audit(admin.email, "sign_in")
             current_app.logger.info("admin sign-in: %s", admin.email)
-            response = redirect(
-                auth.safe_next(form.next.data) or url_for("admin.dashboard"), code=303
-            )
+            response = redirect(_landing(form.next.data) or url_for("admin.dashboard"), code=303)
             response.set_cookie(
                 auth.KNOWN_BROWSER_COOKIE,
                 auth.known_browser_token(admin),
