@@ -276,8 +276,9 @@ def check() -> None:
     if waiting := look["waiting"]:
         waits = "waits for the gift it belongs" if waiting == 1 else "wait for the gift they belong"
         said.append(
-            f"{_count(waiting, 'Stripe event')} (refunds or monthly payments) {waits} to, the "
-            f"oldest since {look['oldest']:%Y-%m-%d}; not in the totals until it is known."
+            f"{_count(waiting, 'Stripe event')} (refunds, monthly payments or ends of monthly "
+            f"gifts) {waits} to, the oldest since {look['oldest']:%Y-%m-%d}; not applied until "
+            "it is known."
         )
     for kind, reference, live, minor, code in look["other_currency"]:
         said.append(

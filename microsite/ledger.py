@@ -427,11 +427,16 @@ def on_invoice_paid(invoice: dict[str, Any]) -> Applied:
     return outcomes.get(counted, f"payment in {counted}, not counted"), donation
 
 
-def on_subscription_deleted(subscription: dict[str, Any]) -> Applied:
-    donation = _find_donation(
+def _subscription_donation(subscription: dict[str, Any], *, lock: bool = True) -> Donation | None:
+    return _find_donation(
         _metadata_reference(subscription.get("metadata")),
         subscription=_id(subscription.get("id")),
+        lock=lock,
     )
+
+
+def on_subscription_deleted(subscription: dict[str, Any]) -> Applied:
+    donation = _subscription_donation(subscription)
     if donation is None:
         return UNMATCHED, None
     donation.ended_at = donation.ended_at or utcnow()
@@ -466,8 +471,15 @@ HANDLERS: dict[str, Callable[[dict[str, Any]], Applied]] = {
 # It is acknowledged with 200 meanwhile: a charge from another product on the same Stripe
 # account must not make Stripe retry for days and then disable the endpoint.
 
-# Money events kept when no gift is known for them yet.
-KEPT_UNTIL_MATCHED = frozenset({"charge.refunded", "invoice.paid"})
+# Events kept when no gift is known for them yet: money, and the end of a monthly gift
+# (an end heard before its gift's subscription would otherwise leave the gift "active").
+KEPT_UNTIL_MATCHED = frozenset({"charge.refunded", "invoice.paid", "customer.subscription.deleted"})
+# How each kept kind finds its gift.
+FINDERS: dict[str, Callable[..., Donation | None]] = {
+    "charge.refunded": _charge_donation,
+    "invoice.paid": _invoice_donation,
+    "customer.subscription.deleted": _subscription_donation,
+}
 # Events that can teach a gift the ids a kept event waits for.
 TEACHING = frozenset(
     {
@@ -500,6 +512,9 @@ def _waiting_for(kind: str, obj: dict[str, Any]) -> dict[str, str | None]:
     if kind == "invoice.paid":
         subscription, _ = _invoice_subscription(obj)
         return {"subscription": subscription}
+    if kind == "customer.subscription.deleted":
+        # Its customer is not enough: one donor may give monthly twice.
+        return {"subscription": _id(obj.get("id"))}
     return {
         "payment_intent": _id(obj.get("payment_intent")),
         "customer": _id(obj.get("customer")),
@@ -513,6 +528,9 @@ def _slim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         subscription, _ = _invoice_subscription(obj)
         fields = {"amount_paid": obj.get("amount_paid"), "subscription": subscription}
         reference = _invoice_reference(obj)
+    elif kind == "customer.subscription.deleted":
+        fields = {}
+        reference = _metadata_reference(obj.get("metadata"))
     else:
         fields = {
             "amount_refunded": obj.get("amount_refunded"),
@@ -536,8 +554,7 @@ def _keep_pending(event_id: str, kind: str, obj: dict[str, Any]) -> str:
         return UNMATCHED  # nothing could ever tie it to a gift
     _lock_pending()
     # Looked for again under the lock: an event teaching the gift may have just committed.
-    finder = _invoice_donation if kind == "invoice.paid" else _charge_donation
-    if finder(obj, lock=False) is not None:
+    if FINDERS[kind](obj, lock=False) is not None:
         raise _GiftAppeared(event_id)
     db.session.add(
         PendingEvent(event_id=event_id, type=kind, data=json.dumps(_slim(kind, obj)), **ids)

@@ -1000,6 +1000,38 @@ def test_a_kept_month_and_its_refund_both_follow_the_gift(
     assert pending(stripe_app) == []
 
 
+@pytest.mark.parametrize("teacher", ["completion", "first month"])
+def test_an_end_heard_before_its_gift_is_known_still_ends_the_gift(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str], teacher: str
+) -> None:
+    # The end arrives first, naming only its subscription; then the event that tells the
+    # gift that subscription. The gift must not stay "active" on the dashboard.
+    assert end_subscription(send_event) == {"received": "pending"}
+    assert pending(stripe_app) != []
+    if teacher == "completion":
+        send_event(make_event("checkout.session.completed", monthly_session(*monthly)))
+    else:
+        send_event(make_event("invoice.paid", invoice(monthly[0], "in_test_first")))
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_received) == (DonationStatus.ENDED, 1000)
+    assert gift.ended_at is not None
+    assert pending(stripe_app) == []
+    assert "later: ended" in events(stripe_app).values()
+
+
+def test_an_end_of_another_product_s_subscription_touches_no_gift(
+    stripe_app: Flask, send_event: Callable, monthly: tuple[str, str]
+) -> None:
+    other = {"id": "sub_shop", "object": "subscription", "status": "canceled"}
+    assert send_event(make_event("customer.subscription.deleted", other)).json == {
+        "received": "pending"
+    }
+    send_event(make_event("checkout.session.completed", monthly_session(*monthly)))
+    gift = donation(stripe_app)
+    assert (gift.status, gift.ended_at) == (DonationStatus.PAID, None)
+    assert len(pending(stripe_app)) == 1
+
+
 def test_refunds_from_another_product_on_the_account_are_acknowledged_and_touch_nothing(
     stripe_app: Flask, send_event: Callable, one_time: tuple[str, str]
 ) -> None:
@@ -1339,8 +1371,8 @@ def test_the_dashboard_shows_money_left_out_of_the_totals(
     assert told.exit_code == 1
     lines = told.output.splitlines()
     assert lines[0].startswith(
-        "- 1 Stripe event (refunds or monthly payments) waits for the gift it belongs to, "
-        "the oldest since 20"
+        "- 1 Stripe event (refunds, monthly payments or ends of monthly gifts) waits for the "
+        "gift it belongs to, the oldest since 20"
     )
     assert lines[1] == (
         f"- Payment of $27.00 on gift {one_time[0]} (test) is in a currency other than the "
