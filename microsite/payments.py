@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import stripe
+from email_validator import EmailNotValidError, validate_email
 from flask import Flask, current_app
 from sqlalchemy import select
 
@@ -364,6 +365,19 @@ def idempotency_key(donation: Donation, step: str = "checkout") -> str:
     return key
 
 
+def stripe_email(address: str | None) -> str | None:
+    """The donor's address as Stripe is sent it, to prefill Checkout: in ASCII, a domain in
+    the xn-- form mail servers know it by. An address whose part before the @ is not ASCII
+    (zoë@...) is kept here but not sent: should Stripe refuse it, the whole checkout would
+    fail with it, and the donor can type an address on Stripe's page."""
+    if not address:
+        return None
+    try:
+        return validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError:
+        return None
+
+
 def customer_params(donation: Donation) -> dict[str, Any] | None:
     """A Stripe Customer for a donor who gave their name, or None.
 
@@ -376,8 +390,8 @@ def customer_params(donation: Donation) -> dict[str, Any] | None:
         "name": donation.donor_name,
         "metadata": {REFERENCE_KEY: donation.reference},
     }
-    if donation.donor_email:
-        params["email"] = donation.donor_email
+    if email := stripe_email(donation.donor_email):
+        params["email"] = email
     return params
 
 
@@ -438,8 +452,8 @@ def checkout_params(donation: Donation, *, success_url: str, cancel_url: str) ->
     # Stripe takes one or the other: a Customer brings its own email address to prefill.
     if donation.stripe_customer:
         params["customer"] = donation.stripe_customer
-    elif donation.donor_email:
-        params["customer_email"] = donation.donor_email
+    elif email := stripe_email(donation.donor_email):
+        params["customer_email"] = email
     return params
 
 

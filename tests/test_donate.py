@@ -221,6 +221,37 @@ def test_a_donor_who_gives_a_name_reaches_checkout_as_a_stripe_customer(
     assert response.headers["Location"] == CHECKOUT_URL + donation.stripe_session_id
 
 
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [
+        ("ana@bücher.example", "ana@xn--bcher-kva.example"),
+        ("ana@xn--bcher-kva.example", "ana@xn--bcher-kva.example"),
+        ("zoë@example.org", None),
+    ],
+)
+@pytest.mark.parametrize("named", [False, True], ids=["email only", "with a name"])
+def test_an_address_beyond_ascii_reaches_stripe_as_mail_servers_know_it_or_not_at_all(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    fake_stripe: FakeStripe,
+    typed: str,
+    sent: str | None,
+    named: bool,
+) -> None:
+    # The donor's address is kept as typed; Stripe, which may refuse what is not ASCII and
+    # the whole checkout with it, is sent the ASCII form, or nothing to prefill.
+    data = {**ONE_TIME, "donor_email": typed, **({"donor_name": "Ana"} if named else {})}
+    assert post_form(stripe_client, "/donate", data).status_code == 303
+    [donation] = donations(stripe_app)
+    assert donation.donor_email == ("ana@bücher.example" if typed.startswith("ana") else typed)
+    [session] = fake_stripe.sessions_created
+    if named:
+        [made] = fake_stripe.customers_created
+        assert made.params.get("email") == sent
+    else:
+        assert session.params.get("customer_email") == sent
+
+
 def test_a_name_without_an_email_makes_a_customer_with_the_name_only(
     stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
 ) -> None:
