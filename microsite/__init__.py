@@ -82,6 +82,9 @@ def register_extensions(app: Flask) -> None:
     app.extensions["content"] = ContentLibrary(Path(app.config["CONTENT_DIR"]))
     if not app.debug and not app.testing:
         logging.basicConfig(level=logging.INFO)
+    # The stripe library logs each request at INFO, and Stripe's error messages (which may
+    # quote a donor's address) with them; the site logs what it needs of those itself.
+    logging.getLogger("stripe").setLevel(logging.WARNING)
 
 
 # INSERT ... ON CONFLICT ... RETURNING, which records a pledge once per address.

@@ -336,5 +336,7 @@ def load(instance: Path, test_config: dict[str, Any] | None = None) -> dict[str,
     # sign-out or its timeouts), not a fixed few hours: a pledge typed slowly, or an admin
     # tab left open, is not refused and made to start again.
     config.setdefault("WTF_CSRF_TIME_LIMIT", None)
-    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True})
+    # hide_parameters: a failed statement's error (logged, shown when debugging) would
+    # otherwise carry its values, a pledge's intention among them, into the log.
+    config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {"pool_pre_ping": True, "hide_parameters": True})
     return config

@@ -492,6 +492,17 @@ def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> 
     return url
 
 
+# Anything shaped like an email address, in a message from Stripe.
+ADDRESS = re.compile(r"[^\s'\"<>()]+@[^\s'\"<>()]+")
+
+
+def _error_param(exc: Exception) -> str | None:
+    """Which parameter Stripe found fault with (customer_email, say): a name, not a value."""
+    error = getattr(exc, "error", None)
+    param = getattr(error, "param", None)
+    return param if isinstance(param, str) else None
+
+
 def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
     """Record a gift as not started, log why, and tell the view what the donor should see."""
     request_id = getattr(exc, "request_id", None)
@@ -511,13 +522,20 @@ def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
         and not too_small
         and not isinstance(exc, stripe.RateLimitError)
     )
+    # Stripe's words say what to put right ("Invalid API Key provided"), but may quote the
+    # address it refused, and the log outlives an erasure: logged without any address. They
+    # are kept whole on the gift (blanked when the person is erased) for the admin overview.
     current_app.logger.log(
         logging.ERROR if refused else logging.WARNING,
-        "stripe: %s checkout for donation %s: %s: %s (stripe request id %s)",
+        "stripe: %s checkout for donation %s: %s: %s (status %s, code %s, param %s, "
+        "stripe request id %s)",
         "refused the" if refused else "could not start",
         donation.reference,
         type(exc).__name__,
-        getattr(exc, "user_message", None) or exc,
+        ADDRESS.sub("[an address]", str(getattr(exc, "user_message", None) or exc)),
+        status or "none",
+        getattr(exc, "code", None) or "none",
+        _error_param(exc) or "none",
         request_id or "none",
     )
     donation.advance(DonationStatus.NOT_STARTED)

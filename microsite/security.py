@@ -74,11 +74,17 @@ def init_app(app: Flask) -> None:
         headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
         if request.is_secure:
             headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        if request.method in BODY_METHODS or request.endpoint in PERSONAL_PAGES:
+            # A form sent back with what was typed, or a gift's own page: kept by no cache,
+            # so the next person at a shared computer cannot bring it back from history.
+            headers.setdefault("Cache-Control", "no-store")
         return response
 
 
 WEBHOOK_ENDPOINT = "webhooks.stripe_event"
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Pages that show one donor's details, from the session that started the gift.
+PERSONAL_PAGES = frozenset({"donate.cancelled", "donate.thanks"})
 
 
 def check_request_body() -> None:

@@ -119,6 +119,23 @@ def test_health_check(client: FlaskClient) -> None:
     assert response.json == {"status": "ok"}
 
 
+def test_a_failed_statement_s_error_never_carries_its_values(app: Flask) -> None:
+    # Such errors are logged (and shown when debugging): a pledge's intention, a donor's
+    # email must not go with them into the log.
+    from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
+
+    from microsite.models import db
+
+    with app.app_context(), pytest.raises(OperationalError) as failed:
+        db.session.execute(
+            text("INSERT INTO no_such_table VALUES (:intention)"),
+            {"intention": "for my brother in prison"},
+        )
+    assert "for my brother" not in str(failed.value)
+    assert "parameters hidden" in str(failed.value)
+
+
 def test_a_healthy_probe_writes_nothing_to_the_log(
     client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:

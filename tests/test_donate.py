@@ -996,6 +996,26 @@ def test_stripe_failure_is_a_calm_page_and_a_logged_request_id(
     assert "stripe request id" in logged
 
 
+def test_stripe_s_words_on_a_refusal_stay_out_of_the_log(
+    stripe_client: FlaskClient, fake_stripe: FakeStripe, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Stripe's message may quote what the donor typed; the log outlives an erasure.
+    refusal = {
+        "type": "invalid_request_error",
+        "code": "email_invalid",
+        "param": "customer_email",
+        "message": "Invalid email address: anna@example.org",
+    }
+    fake_stripe.fail_next(400, refusal)
+    with caplog.at_level(logging.DEBUG):
+        sent = post_form(stripe_client, "/donate", {**ONE_TIME, "donor_email": "anna@example.org"})
+    assert sent.status_code == 502
+    logged = "\n".join(record.getMessage() for record in caplog.records)
+    assert "anna@example.org" not in logged
+    assert "Invalid email address: [an address] (status 400, code email_invalid, param " in logged
+    assert "param customer_email, stripe request id" in logged
+
+
 def test_the_admin_overview_shows_checkouts_stripe_refused(
     stripe_app: Flask,
     stripe_client: FlaskClient,
@@ -1457,6 +1477,13 @@ def test_cancelled_brings_back_the_form_with_their_choices(
     assert "For the shelter in Tirana</textarea>" in html
     assert '<details class="more" open>' in html
     assert donations(stripe_app)[0].status == DonationStatus.OPEN  # a webhook decides
+    # Their details, for no cache to keep: not brought back from history on a shared computer.
+    assert page.headers["Cache-Control"] == "no-store"
+    thanks = stripe_client.get(f"/donate/thanks?session_id={donation.stripe_session_id}")
+    assert thanks.headers["Cache-Control"] == "no-store"
+    refused = post_form(stripe_client, "/donate", {**data, "other_amount": "0"})
+    assert refused.status_code == 422 and 'value="jan@example.org"' in refused.text
+    assert refused.headers["Cache-Control"] == "no-store"
 
 
 def test_cancelled_shows_personal_details_only_to_the_browser_that_gave_them(

@@ -133,6 +133,8 @@ def test_bad_input_comes_back_with_values_and_a_message(
         assert 'value="Maria Rossi"' in html
     if field not in ("intention",):
         assert "For the children of Albania</textarea>" in html
+    # What they typed, and their intention, for no cache to keep (a shared computer).
+    assert response.headers["Cache-Control"] == "no-store"
     assert count(app) == 0
 
 

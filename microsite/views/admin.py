@@ -41,7 +41,6 @@ from ..forms import (
 )
 from ..models import AuditLog, Donation, DonationStatus, Pledge, db, utcnow
 from ..security import client_network
-from ..text import stored_email
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -557,7 +556,7 @@ def person_download() -> BaseResponse:
         abort(400)
     person = records.find_person(form.email.data)
     if not person.found:
-        return _nothing_held(person.email)
+        return _nothing_held()
     data = records.person_data(person)
     records.audit(
         g.admin.email,
@@ -599,7 +598,7 @@ def person_erase() -> BaseResponse | tuple[str, int]:
         search = PersonSearchForm(data={"email": person.email})
         return _person_page(search, person, form), 422
     if not records.find_person(form.email.data).found:
-        return _nothing_held(form.email.data)  # erased already, in another tab or by a colleague
+        return _nothing_held()  # erased already, in another tab or by a colleague
     erasure = records.erase_person(form.email.data, actor=g.admin.email)
     current_app.logger.info(
         "erasure by %s: %d pledge deleted, %d donations blanked",
@@ -618,11 +617,13 @@ def person_erase() -> BaseResponse | tuple[str, int]:
     return redirect(url_for("admin.erasure", entry_id=erasure.audit_id), code=303)
 
 
-def _nothing_held(email: str) -> BaseResponse:
+def _nothing_held() -> BaseResponse:
     """A download or an erasure for an address no longer held: say so, do nothing."""
+    # Not the address itself: a flash waits in the session cookie, which anyone holding
+    # the browser can read.
     flash(
-        f"Nothing is held for {stored_email(email)} any more: it may have been erased "
-        "already. Nothing was done.",
+        "Nothing is held for that address any more: it may have been erased already. "
+        "Nothing was done.",
         "info",
     )
     return redirect(url_for("admin.people"), code=303)
