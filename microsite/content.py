@@ -176,9 +176,9 @@ def load_article(path: Path) -> Article:
         html=html,
         description=str(meta.get("description") or "").strip() or summary(html),
         date=published if isinstance(published, date) else None,
-        author=str(meta.get("author", "")),
+        author=str(meta.get("author") or ""),
         image=image_address(str(meta.get("image") or "")),
-        event=str(meta.get("event", "")),
+        event=str(meta.get("event") or ""),
         meta=meta,
     )
 

@@ -112,6 +112,22 @@ class SiteForm(FlaskForm):
             return super().bind_field(form, unbound_field, options)
 
 
+# What a tick box sent by a script may say to mean "not ticked", in any capitals.
+NOT_TICKED = frozenset({"", "false", "0", "off", "no", "n"})
+
+
+class TickBox(BooleanField):
+    """A tick box that a script's "0", "off" or "False" leaves unticked, as a browser's
+    unticked box (which sends nothing) does: only a value meant as yes ticks it."""
+
+    def process_formdata(self, valuelist: list[Any]) -> None:
+        self.data = bool(valuelist) and str(valuelist[0]).strip().lower() not in NOT_TICKED
+
+
+# Letters by Unicode's count that show as nothing at all: the Hangul fillers.
+BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0")
+
+
 class HasLetters:
     """At least one letter or digit, in any script: not only spaces or punctuation."""
 
@@ -119,7 +135,9 @@ class HasLetters:
         self.message = message
 
     def __call__(self, form: FlaskForm, field: StringField) -> None:
-        if field.data and not any(unicodedata.category(ch)[0] in "LN" for ch in field.data):
+        if field.data and not any(
+            unicodedata.category(ch)[0] in "LN" and ch not in BLANK_LETTERS for ch in field.data
+        ):
             raise ValidationError(self.message)
 
 
@@ -189,11 +207,10 @@ class PledgeForm(SiteForm):
         validators=[Length(max=500, message="Your intention can be at most 500 characters.")],
         render_kw={"maxlength": 500, "rows": 3, "dir": "auto"},
     )
-    show_publicly = BooleanField("Show me among those praying")
-    consent = BooleanField(
+    # Only a yes names them in public, or is agreement.
+    show_publicly = TickBox("Show me among those praying")
+    consent = TickBox(
         CONSENT_TEXT,
-        # Only the box's own value is agreement; "0" or "off" from a script is not.
-        false_values=(False, "false", "", "0", "off", "no", "n"),
         validators=[DataRequired("We can only keep your pledge with your agreement.")],
     )
     # A field people never see; bots fill it in.
@@ -371,7 +388,7 @@ class DonationForm(SiteForm):
         "Other amount",
         render_kw={"inputmode": "decimal", "autocomplete": "transaction-amount", "maxlength": 14},
     )
-    cover_fee = BooleanField("Add the card fee, so RENATE receives my whole gift")
+    cover_fee = TickBox("Add the card fee, so RENATE receives my whole gift")
     dedication_kind = SelectField(
         "Dedicate this gift (optional)",
         choices=choices(DEDICATION_CHOICES),
@@ -383,7 +400,7 @@ class DonationForm(SiteForm):
         # dir=auto, as on the pledge form: a name in Arabic or Hebrew reads right to left.
         render_kw={"maxlength": 100, "dir": "auto"},
     )
-    anonymous = BooleanField("Give anonymously")
+    anonymous = TickBox("Give anonymously")
     donor_name = StringField(
         "Your name (optional)",
         validators=[Length(max=100, message="Your name can be at most 100 characters.")],

@@ -88,10 +88,17 @@ def test_the_event_dates_from_front_matter_are_shown_under_the_title(
         assert re.search(rf'</h1>\s*<p class="article-meta">{event}</p>', header), path
 
 
-def test_without_an_event_the_header_has_no_empty_line(make_app, content_dir: Path) -> None:
-    (content_dir / "note.md").write_text("---\ntitle: A note\n---\n\nHello.\n")
+@pytest.mark.parametrize("front", ["title: A note", "title: A note\nevent:\nauthor:"])
+def test_without_an_event_the_header_has_no_empty_line(
+    make_app, content_dir: Path, front: str
+) -> None:
+    # Left out, or written with nothing after it: either way, nothing to show.
+    (content_dir / "note.md").write_text(f"---\n{front}\n---\n\nHello.\n")
     client = make_app(CONTENT_DIR=str(content_dir)).test_client()
-    assert "article-meta" not in client.get("/articles/note").text
+    page = client.get("/articles/note").text
+    assert "article-meta" not in page
+    assert "None" not in page
+    assert 'name="author"' not in page
 
 
 def test_page_metadata_from_front_matter(client: FlaskClient) -> None:
@@ -191,6 +198,17 @@ def test_a_second_markdown_file_becomes_a_page(make_app, content_dir: Path) -> N
     assert "A day of prayer" in page.text
     assert "We pray on <strong>8 February</strong>." in page.text
     assert '<link rel="canonical" href="http://localhost/articles/prayer-day">' in page.text
+
+
+def test_a_file_named_with_spaces_has_a_valid_canonical_address(
+    make_app, content_dir: Path
+) -> None:
+    (content_dir / "Day of Prayer.md").write_text("---\ntitle: A day of prayer\n---\n\nHi.\n")
+    page = make_app(CONTENT_DIR=str(content_dir)).test_client().get("/articles/Day%20of%20Prayer")
+    assert page.status_code == 200
+    address = "http://localhost/articles/Day%20of%20Prayer"
+    assert f'<link rel="canonical" href="{address}">' in page.text
+    assert f'<meta property="og:url" content="{address}">' in page.text
 
 
 def test_articles_are_rendered_once_not_per_request(

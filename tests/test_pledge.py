@@ -98,6 +98,16 @@ def test_public_opt_in_is_kept(app: Flask, client: FlaskClient) -> None:
     assert pledges(app)[0].show_publicly is True
 
 
+@pytest.mark.parametrize("value", ["0", "off", "no", "n", "False"])
+def test_a_script_s_no_to_being_shown_is_read_as_no(
+    app: Flask, client: FlaskClient, value: str
+) -> None:
+    post_form(client, "/pledge", {**VALID, "show_publicly": value})
+    assert pledges(app)[0].show_publicly is False
+    counter = client.get("/").text.split('class="counter-box"')[1].split("</div>")[0]
+    assert "Maria" not in counter
+
+
 @pytest.mark.parametrize(
     ("change", "field", "message"),
     [
@@ -105,6 +115,8 @@ def test_public_opt_in_is_kept(app: Flask, client: FlaskClient) -> None:
         ({"name": "   "}, "name", "Tell us your name"),
         ({"name": "\u200b\u200b"}, "name", "Tell us your name"),
         ({"name": "-- ..."}, "name", "Tell us your name in letters"),
+        ({"name": "\u3164"}, "name", "Tell us your name in letters"),  # a blank Hangul letter
+        ({"name": "\u115f\uffa0"}, "name", "Tell us your name in letters"),
         ({"name": "x" * 101}, "name", "at most 100 characters"),
         ({"email": ""}, "email", "Enter your email address"),
         ({"email": "maria"}, "email", "Enter an email address like"),

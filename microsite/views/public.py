@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, render_template
+from flask import Blueprint, abort, current_app, render_template, url_for
 from sqlalchemy import text
 
 from ..content import Article
@@ -46,7 +46,7 @@ def _article_page(slug: str) -> str:
         pledge_form=PledgeForm(),
         pledges=public_summary(),
         # The home article has one address, the home page, however it is reached.
-        canonical_path="/" if home else f"/articles/{slug}",
+        canonical_path=url_for("public.home") if home else url_for("public.article", slug=slug),
     )
 
 
