@@ -44,7 +44,9 @@ DEFAULTS: dict[str, Any] = {
     "WEBHOOK_MAX_CONTENT_LENGTH": 1024 * 1024,
     "RATELIMIT_STORAGE_URI": "memory://",
     "RATELIMIT_ENABLED": True,
-    "RATELIMIT_HEADERS_ENABLED": True,
+    # Off: the limiter would put its own Retry-After on every answer, a 303 or a 503 too;
+    # the 429 pages say when to try again themselves.
+    "RATELIMIT_HEADERS_ENABLED": False,
     "PLEDGE_RATE_LIMIT": "20 per minute;200 per day",
     "DONATE_RATE_LIMIT": "10 per minute",
     # Every sign-in attempt counts, successes too: room for a small office on one address.

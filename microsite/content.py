@@ -14,6 +14,7 @@ from typing import Any
 
 import frontmatter
 import nh3
+import yaml
 from markdown_it import MarkdownIt
 from markdown_it.rules_core import StateCore
 from markdown_it.token import Token
@@ -230,10 +231,17 @@ class ContentLibrary:
                     continue
                 try:
                     by_path[path] = load_article(path)
-                except Exception:
+                except Exception as error:
                     # One bad file must not take every page down: keep its last good
-                    # version, if any, and tell the operator.
-                    logger.exception("content: cannot render %s; fix or remove it", path)
+                    # version, if any, and tell the operator. A mistake in the file is told
+                    # by what is wrong and where; anything else with its traceback.
+                    if isinstance(error, yaml.YAMLError | UnicodeDecodeError):
+                        logger.error(
+                            "content: cannot render %s; fix or remove it: %s",
+                            path, " ".join(str(error).split()),
+                        )  # fmt: skip
+                    else:
+                        logger.exception("content: cannot render %s; fix or remove it", path)
                     if path in self._by_path:
                         by_path[path] = self._by_path[path]
             self._by_path = by_path

@@ -713,9 +713,13 @@ def test_a_page_while_the_database_cannot_be_reached_says_to_wait(
 
 
 def test_a_pledge_sent_while_the_database_cannot_be_reached_is_told_it_was_not_saved(
-    app_without_its_database: Flask,
+    tmp_path: Path,
 ) -> None:
-    client = app_without_its_database.test_client()
+    # Under a daily limit too, the answer asks for a minute's wait, not the limit's day.
+    url = "postgresql+psycopg://renate:s3cret@127.0.0.1:1/renate"
+    app = create_app(base_config(url, tmp_path, PLEDGE_RATE_LIMIT="200 per day"))
+    app.testing = False
+    client = app.test_client()
     token = csrf_token(client.get("/donate").text)  # a page that needs no database
     sent = client.post("/pledge", data={**VALID, "csrf_token": token})
     assert sent.status_code == 503

@@ -330,11 +330,25 @@ def test_a_copy_that_kept_its_slug_never_takes_over_the_page(
     )
 
 
-def test_a_broken_content_file_does_not_take_the_site_down(make_app, content_dir: Path) -> None:
-    (content_dir / "broken.md").write_text("---\ntitle: [unclosed\n---\n\nText.\n")
+@pytest.mark.parametrize(
+    ("written", "told"),
+    [
+        (b"---\ntitle: [unclosed\n---\n\nText.\n", "line 3, column 1"),
+        (b"---\ntitle: caf\xe9\n---\n\nSaved as Latin-1.\n", "can't decode byte 0xe9"),
+    ],
+    ids=["front matter", "not utf-8"],
+)
+def test_a_broken_content_file_does_not_take_the_site_down(
+    make_app, content_dir: Path, caplog: pytest.LogCaptureFixture, written: bytes, told: str
+) -> None:
+    (content_dir / "broken.md").write_bytes(written)
     client = make_app(CONTENT_DIR=str(content_dir)).test_client()
     assert client.get("/").status_code == 200
     assert client.get("/articles/broken").status_code == 404
+    # One line saying what is wrong and where, for a person editing a file, not a traceback.
+    [record] = [r for r in caplog.records if "broken.md" in r.getMessage()]
+    assert "fix or remove it: " in record.getMessage() and told in record.getMessage()
+    assert record.exc_info is None
 
 
 def test_a_broken_home_article_still_leaves_the_forms_on_the_home_page(
