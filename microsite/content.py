@@ -137,6 +137,14 @@ class Article:
     event: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def short_title(self) -> str:
+        """The title as a browser tab or a link preview shows it: without the full stop
+        that ends a heading written as a sentence ("...of the Child."), an ellipsis kept."""
+        if self.title.endswith(".") and not self.title.endswith(".."):
+            return self.title[:-1]
+        return self.title
+
 
 SUMMARY_LENGTH = 160
 _FIRST_PARAGRAPH = re.compile(r"<p>(.*?)</p>", re.DOTALL)
@@ -164,6 +172,11 @@ def image_address(value: str) -> str:
     return "/static/" + value
 
 
+# A slug is one segment of /articles/<slug>: no slash, and not a "." or "..", which a
+# browser folds away before it asks.
+_ONE_SEGMENT = re.compile(r"(?!\.\.?$)[^/\\]+")
+
+
 def load_article(path: Path) -> Article:
     # utf-8-sig: a file saved with a byte-order mark (as some Windows editors do) keeps
     # its front matter.
@@ -171,8 +184,16 @@ def load_article(path: Path) -> Article:
     meta = dict(post.metadata)
     published = meta.get("date")
     html = render_markdown(post.content, source=path.name)
+    slug = str(meta.get("slug") or "").strip() or path.stem
+    if not _ONE_SEGMENT.fullmatch(slug):
+        logger.error(
+            "content: %s has the slug %r, which cannot be one part of a web address (it "
+            "has a slash, or is a dot); it is shown at /articles/%s instead.",
+            path.name, slug, path.stem,
+        )  # fmt: skip
+        slug = path.stem
     return Article(
-        slug=str(meta.get("slug") or path.stem),
+        slug=slug,
         title=str(meta.get("title") or path.stem.replace("-", " ").capitalize()),
         html=html,
         description=str(meta.get("description") or "").strip() or summary(html),

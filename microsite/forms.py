@@ -159,12 +159,15 @@ class RealEmail:
     message = "Enter an email address like name@example.org."
 
     def __call__(self, form: FlaskForm, field: EmailField) -> None:
-        if not field.data:
+        if not field.data or field.errors:  # one message at a time: "too long" says enough
             return
         try:
             result = validate_email(field.data, check_deliverability=False)
         except EmailNotValidError as exc:
             raise ValidationError(self.message) from exc
+        if len(result.local_part.encode()) > 64:
+            # RFC 5321's limit: no mail server delivers to a longer name before the @.
+            raise ValidationError("The part before the @ is too long to be an email address.")
         field.data = result.normalized
 
 

@@ -171,14 +171,17 @@ def _find_donation(
         conditions.append(Donation.stripe_session_id == session)
     if payment_intent:
         conditions.append(Donation.stripe_payment_intent == payment_intent)
+    # A payment is recorded under its payment intent (one-time) or invoice (monthly): a
+    # gift paid on two sessions (a retry made a second) knows the second's intent here.
+    for ref in (payment_intent, invoice):
+        if ref:
+            conditions.append(
+                Donation.id.in_(
+                    select(DonationPayment.donation_id).where(DonationPayment.stripe_ref == ref)
+                )
+            )
     if subscription:
         conditions.append(Donation.stripe_subscription == subscription)
-    if invoice:
-        conditions.append(
-            Donation.id.in_(
-                select(DonationPayment.donation_id).where(DonationPayment.stripe_ref == invoice)
-            )
-        )
     for condition in conditions:
         query = select(Donation).where(condition)
         donation = db.session.scalar(query.with_for_update() if lock else query)
@@ -371,7 +374,10 @@ def on_charge_refunded(charge: dict[str, Any]) -> Applied:
             record.currency,
             donation.currency,
         )
-    if donation.frequency == Frequency.ONE_TIME and charge.get("refunded") is True:
+    # Refunded in full only when all that was received is back: a gift paid twice (on two
+    # sessions) and refunded once has kept one payment.
+    returned_all = donation.amount_refunded >= donation.amount_received
+    if donation.frequency == Frequency.ONE_TIME and charge.get("refunded") is True and returned_all:
         donation.advance(DonationStatus.REFUNDED)
         outcome = "refunded"
     else:

@@ -256,6 +256,18 @@ class DonationPayment(db.Model):
     donation: Mapped[Donation] = relationship(back_populates="payments")
 
 
+class CheckoutSession(db.Model):
+    """Every Checkout session a gift was sent to. A retry a day later, when Stripe has
+    forgotten the first call, makes a new one; a donor who still pays on the older page
+    comes back with its id, and is shown their gift all the same."""
+
+    __tablename__ = "checkout_session"
+
+    session_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    donation_id: Mapped[int] = mapped_column(ForeignKey("donation.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
 class ChargeRefund(db.Model):
     """How much of one Stripe charge has been refunded, as the latest event says.
 

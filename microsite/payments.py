@@ -16,11 +16,12 @@ from urllib.parse import urlsplit
 import stripe
 from email_validator import EmailNotValidError, validate_email
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from . import ledger
 from .ledger import REFERENCE_KEY
-from .models import Donation, DonationStatus, Frequency, db
+from .models import CheckoutSession, Donation, DonationStatus, Frequency, db
 from .money import (
     DonationSettings,
     StripeSettingsError,
@@ -457,8 +458,9 @@ def checkout_params(donation: Donation, *, success_url: str, cancel_url: str) ->
     return params
 
 
-def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> str:
+def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> str | None:
     """Create (or, on a retry, find again) the gift's Checkout Session; its URL for the donor.
+    None if the gift was paid (or began to be) while Stripe was answering.
 
     A named donor's gift takes two calls, the Customer and then the session. Both together
     keep within STRIPE_TIME_BUDGET: the second has only the retries that fit in what the
@@ -482,14 +484,50 @@ def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> 
     except (stripe.StripeError, KeyError) as exc:
         _checkout_failed(donation, exc)
     # A retry a day later (Stripe has forgotten the key) makes a new session: follow it.
-    donation.stripe_session_id = session_id
-    donation.advance(DonationStatus.OPEN)
-    # An earlier attempt's refusal is past: the admin overview no longer counts the gift as
-    # refused. A server error's note stays, as it names the idempotency key that worked.
-    if not (donation.failure_reason or "").startswith(SERVER_ERROR_NOTE):
+    # Only while the gift is still waiting for one: Stripe may take seconds to answer, and
+    # meanwhile a second click's session may have been paid and its webhook applied. The
+    # gift loaded before the call would not know; the row, updated only if still waiting,
+    # does, in one statement on any database.
+    opened = _move_from(
+        donation, STARTABLE, status=DonationStatus.OPEN, stripe_session_id=session_id
+    )
+    # An earlier attempt's refusal is past: the admin overview no longer counts the gift
+    # as refused. A server error's note stays: it names the idempotency key that worked.
+    if opened and not (donation.failure_reason or "").startswith(SERVER_ERROR_NOTE):
         donation.failure_reason = None
     db.session.commit()
-    return url
+    if opened:
+        _remember_session(donation, session_id)
+    return url if opened else None
+
+
+def _remember_session(donation: Donation, session_id: str) -> None:
+    """Keep the session among the gift's own (the same one again, on most retries)."""
+    if db.session.get(CheckoutSession, session_id) is not None:
+        return
+    db.session.add(CheckoutSession(session_id=session_id, donation_id=donation.id))
+    try:
+        db.session.commit()
+    except IntegrityError:  # a second click, answered with the same session, kept it first
+        db.session.rollback()
+
+
+# Gifts that may be sent to a Checkout session: no money has moved for them.
+STARTABLE = (DonationStatus.PENDING, DonationStatus.NOT_STARTED, DonationStatus.OPEN)
+
+
+def _move_from(donation: Donation, statuses: tuple[DonationStatus, ...], **values: Any) -> bool:
+    """Set values on the gift's row if it is still in one of these statuses; True if so.
+    The gift in memory is read again afterwards, whichever it was."""
+    db.session.flush()  # what this request changed already (the Customer) is kept either way
+    moved = db.session.execute(
+        update(Donation)
+        .where(Donation.id == donation.id, Donation.status.in_(statuses))
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(donation, list(values))
+    return bool(moved.rowcount)
 
 
 # Anything shaped like an email address, in a message from Stripe.
@@ -538,7 +576,9 @@ def _checkout_failed(donation: Donation, exc: Exception) -> NoReturn:
         _error_param(exc) or "none",
         request_id or "none",
     )
-    donation.advance(DonationStatus.NOT_STARTED)
+    # A gift only just made; on a retry the gift has moved past this already, and may
+    # have been paid meanwhile by a second click's session.
+    _move_from(donation, (DonationStatus.PENDING,), status=DonationStatus.NOT_STARTED)
     if isinstance(status, int) and status >= 500 and _safe_request_id(request_id):
         donation.failure_reason = SERVER_ERROR_NOTE + request_id
     elif too_small:
@@ -583,7 +623,15 @@ def donation_for_session(session_id: str) -> Donation | None:
         or not session_id.isascii()
     ):
         return None
-    return db.session.scalar(select(Donation).where(Donation.stripe_session_id == session_id))
+    current = db.session.scalar(select(Donation).where(Donation.stripe_session_id == session_id))
+    if current is not None:
+        return current
+    # One the gift has moved on from (a retry made a newer one), which the donor paid on.
+    return db.session.scalar(
+        select(Donation)
+        .join(CheckoutSession, CheckoutSession.donation_id == Donation.id)
+        .where(CheckoutSession.session_id == session_id)
+    )
 
 
 # --------------------------------------------------------------------------- webhooks

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import re
+from urllib.parse import unquote_to_bytes
 
 from flask import Flask, Response, abort, current_app, request
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -62,7 +64,9 @@ def init_app(app: Flask) -> None:
             app.wsgi_app, x_for=hops, x_proto=hops
         )
 
+    app.before_request(check_host)
     app.before_request(check_request_body)
+    app.before_request(check_form_encoding)
 
     @app.after_request
     def set_security_headers(response: Response) -> Response:
@@ -87,16 +91,40 @@ BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 PERSONAL_PAGES = frozenset({"donate.cancelled", "donate.thanks"})
 
 
+# A name of letters, digits, dots and hyphens, or a bracketed IPv6 address; then an
+# optional port. (Werkzeug gives an empty host for one with other characters.)
+_HOST = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]+\])(?::(\d{1,5}))?")
+
+
+def check_host() -> None:
+    """Answer 400 to a Host header no address can have ("a b", "host:99999", "xn--zz").
+
+    Every link and redirect this site builds from the request starts with its host; a host
+    Werkzeug cannot decode would otherwise fail there, deep inside a page, as a 500.
+    """
+    match = _HOST.fullmatch(request.host)
+    if match is None or (match.group(1) and int(match.group(1)) > 65535):
+        abort(400)
+    try:
+        request.host_url  # noqa: B018 - decodes the name, as building any link will
+    except UnicodeError:
+        abort(400)
+
+
+FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
+
+
 def check_request_body() -> None:
     """Refuse bodies this site never takes, before any form or token is read.
 
-    - JSON anywhere but Stripe's webhook: every form here is a plain HTML form, and
-      Flask-WTF would otherwise accept the same fields as JSON.
+    - JSON, or any body but a form's, anywhere but Stripe's webhook: every form here is a
+      plain HTML form, and Flask-WTF would otherwise accept the same fields as JSON.
     - A body sent in chunks, with no length up front, larger than the limit. Werkzeug
       would quietly cut it at the limit and the form would see only a part; here it is
       read up to the limit and answered 413 like any other oversized body.
     """
-    if request.method in BODY_METHODS and request.is_json and request.endpoint != WEBHOOK_ENDPOINT:
+    not_a_form = request.is_json or (request.mimetype and request.mimetype not in FORM_TYPES)
+    if request.method in BODY_METHODS and request.endpoint != WEBHOOK_ENDPOINT and not_a_form:
         abort(415)
     environ = request.environ
     chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
@@ -119,3 +147,24 @@ def check_request_body() -> None:
     environ["wsgi.input"] = io.BytesIO(bytes(body))
     environ["CONTENT_LENGTH"] = str(len(body))
     environ.pop("HTTP_TRANSFER_ENCODING", None)
+
+
+def check_form_encoding() -> None:
+    """Answer 400 to a form whose fields are not UTF-8, or a multipart body with no
+    boundary, rather than let it through as an empty form.
+
+    Werkzeug quietly reads such a body as no fields at all (the visitor would be told
+    their cookie was missing) or keeps undecodable bytes as "%FF" text, which would then
+    be stored as if typed. Every page here is UTF-8, so a browser never sends either.
+    """
+    if request.method not in BODY_METHODS or request.endpoint == WEBHOOK_ENDPOINT:
+        return
+    if request.mimetype == "multipart/form-data" and not request.mimetype_params.get("boundary"):
+        abort(400)
+    if request.mimetype != "application/x-www-form-urlencoded":
+        return
+    body = request.get_data(cache=True)  # read once; the form is then parsed from it
+    try:
+        unquote_to_bytes(body.replace(b"+", b" ")).decode("utf-8")
+    except UnicodeDecodeError:
+        abort(400)

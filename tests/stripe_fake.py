@@ -60,6 +60,9 @@ class FakeStripe(stripe.HTTPClient):
         default_factory=list
     )
     checkout_url: str = CHECKOUT_URL
+    # What happens elsewhere while Stripe is slow: called once with the answer to the next
+    # request to this path, before that answer reaches the site.
+    meanwhile: tuple[str, Callable[[dict[str, Any]], None]] | None = None
     name = "fake"
 
     def __post_init__(self) -> None:
@@ -101,6 +104,15 @@ class FakeStripe(stripe.HTTPClient):
         post_data: Any = None,
         *,
         _usage: Any = None,
+    ) -> tuple[str, int, dict[str, str]]:
+        answer = self._request(method, url, headers, post_data)
+        if self.meanwhile and urlsplit(url).path == self.meanwhile[0]:
+            (_, happen), self.meanwhile = self.meanwhile, None
+            happen(json.loads(answer[0]))
+        return answer
+
+    def _request(
+        self, method: str, url: str, headers: Any, post_data: Any
     ) -> tuple[str, int, dict[str, str]]:
         body = post_data.decode() if isinstance(post_data, bytes) else (post_data or "")
         wire = WireRequest(method.upper(), url, dict(headers or {}), body)

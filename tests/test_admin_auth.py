@@ -179,6 +179,9 @@ def test_password_is_never_sent_back(client: FlaskClient, admin_account) -> None
         ("//evil.example/admin/", "/admin/"),
         ("/\\evil.example", "/admin/"),
         ("javascript:alert(1)", "/admin/"),
+        ("/admin/no-such-page", "/admin/"),
+        ("/admin", "/admin/"),
+        ("/admin/%2F%2Fevil.example", "/admin/"),
     ],
 )
 def test_next_only_leads_to_our_own_paths(
@@ -675,6 +678,12 @@ def test_an_export_asked_for_while_signed_out_comes_back_to_its_list(client: Fla
     [
         ("/admin/pledges.csv", "/admin/pledges"),
         ("/admin/donations.csv?status=paid&mode=live", "/admin/donations?status=paid&mode=live"),
+        # Other spellings of the same address, which a browser loads as the export.
+        ("/admin/pledges%2Ecsv", "/admin/pledges"),
+        ("/admin/%70ledges.csv?country=FR", "/admin/pledges?country=FR"),
+        ("/admin//pledges.csv", "/admin/pledges"),
+        ("/admin/./pledges.csv", "/admin/pledges"),
+        ("/admin/x/../donations.csv", "/admin/donations"),
     ],
 )
 def test_a_sign_in_link_naming_an_export_lands_on_its_list_not_a_download(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import html as html_lib
+import io
 import logging
 import re
 from collections.abc import Callable
@@ -256,6 +258,22 @@ def test_a_donation_is_found_by_the_short_reference_its_donor_was_shown(
     assert donors(page) == ["Monthly Giver"]
     assert f"<code>{shown}</code>" in page
     assert donors(admin_client.get(f"/admin/donations?q={shown[:5]}").text) == []
+
+
+def test_the_list_s_gift_is_the_export_s_gift_with_the_fee_beside_it(
+    admin_client: FlaskClient, add_donation
+) -> None:
+    # One heading, one meaning: an admin checking the list against the CSV sees the same
+    # gift in both, and the fee the donor added apart from it.
+    add_donation(amount=2500, fee_covered=63, amount_received=2563)
+    page = admin_client.get("/admin/donations").text
+    cell = page.split('data-label="Gift"')[1].split("</td>")[0]
+    assert "\u20ac25.00" in cell
+    assert "+ \u20ac0.63 fee covered" in cell
+    [row] = list(
+        csv.DictReader(io.StringIO(admin_client.get("/admin/donations.csv").text.lstrip("\ufeff")))
+    )
+    assert (row["Gift"], row["Fee covered"], row["Charged each time"]) == ("25.00", "0.63", "25.63")
 
 
 def test_a_list_mixing_test_and_live_gifts_says_so_before_an_export(

@@ -16,6 +16,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 from markupsafe import escape
 from sqlalchemy import text
+from werkzeug.test import EnvironBuilder
+from werkzeug.wrappers import Response
 
 from microsite import create_app
 from microsite.config import DEFAULTS, SettingsError, load
@@ -347,6 +349,29 @@ def test_a_host_name_no_address_can_have_is_a_bad_request_not_a_crash(
     response = client.get(path, headers={"Host": "a" * 64 + ".example"})
     assert response.status_code == 400
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    "host", ["xn--zz", "www.xn--zz.org", "host:99999", "[::1", "a b", "b\u00fccher.example", ""]
+)
+@pytest.mark.parametrize(("method", "path"), [("GET", "/"), ("POST", "/admin/login")])
+def test_a_host_header_no_address_can_have_is_a_bad_request(
+    app: Flask, host: str, method: str, path: str
+) -> None:
+    # Sent as the raw header a client can send: Flask's test client cannot itself build
+    # a URL for such a host. Every absolute link and redirect starts from the host.
+    environ = EnvironBuilder(path=path, method=method).get_environ()
+    environ["HTTP_HOST"] = host.encode().decode("latin-1")
+    response = Response.from_app(app.wsgi_app, environ)
+    assert response.status_code == 400
+    assert b"Something in that request was not right" in response.get_data()
+
+
+@pytest.mark.parametrize(
+    "host", ["localhost:5000", "127.0.0.1", "[::1]:8080", "xn--bcher-kva.example"]
+)
+def test_an_ordinary_host_header_is_served(client: FlaskClient, host: str) -> None:
+    assert client.get("/", headers={"Host": host}).status_code == 200
 
 
 def test_405_is_a_page_not_a_crash(client: FlaskClient) -> None:

@@ -330,6 +330,39 @@ def test_a_copy_that_kept_its_slug_never_takes_over_the_page(
     )
 
 
+@pytest.mark.parametrize("slug", ["2022/assembly", "..", "a\\\\b"])
+def test_a_slug_that_is_not_one_part_of_an_address_falls_back_to_the_file_name(
+    make_app, content_dir: Path, caplog: pytest.LogCaptureFixture, slug: str
+) -> None:
+    # /articles/<slug> takes one part of a path: this page would be at no address at all.
+    (content_dir / "assembly.md").write_text(
+        f"---\ntitle: The Assembly\nslug: '{slug}'\n---\nWe met in Rome.\n", encoding="utf-8"
+    )
+    client = make_app(CONTENT_DIR=str(content_dir)).test_client()
+    assert "We met in Rome." in client.get("/articles/assembly").text
+    assert "assembly.md has the slug" in caplog.text
+    assert "it is shown at /articles/assembly instead" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("title", "shown"),
+    [
+        ("Trafficking in Children.", "Trafficking in Children"),
+        ("Wait for it...", "Wait for it..."),
+        ("...and after", "...and after"),
+        ("A.N.G.E.L.", "A.N.G.E.L"),
+    ],
+)
+def test_the_tab_title_drops_one_closing_full_stop_only(
+    make_app, content_dir: Path, title: str, shown: str
+) -> None:
+    (content_dir / "note.md").write_text(f"---\ntitle: '{title}'\n---\nText.\n", encoding="utf-8")
+    page = make_app(CONTENT_DIR=str(content_dir)).test_client().get("/articles/note").text
+    assert f"<title>{shown} \u00b7 " in page
+    assert f'<meta property="og:title" content="{shown}">' in page
+    assert f">{title}</h1>" in page  # the heading as written
+
+
 @pytest.mark.parametrize(
     ("written", "told"),
     [

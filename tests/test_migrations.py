@@ -204,3 +204,32 @@ def test_the_keys_the_upgrade_made_are_the_keys_the_code_makes() -> None:
         "محمد الأحمد", "李小龙", "हिंदी", "  two  spaces ", "", None,
     ]  # fmt: skip
     assert [revision.search_key(s) for s in samples] == [search_key(s) for s in samples]
+
+
+def test_a_gift_s_session_from_before_the_session_table_still_leads_to_its_page(
+    scratch_app: Flask,
+) -> None:
+    # A donor who paid just before the upgrade comes back after it with their session id.
+    with scratch_app.app_context():
+        upgrade(revision="0007")
+        db.session.execute(
+            sa.text(
+                "INSERT INTO donation (reference, amount, fee_covered, currency, frequency,"
+                " status, livemode, anonymous, amount_received, amount_refunded,"
+                " stripe_session_id, created_at, updated_at) VALUES (:reference, 1000, 0,"
+                " 'EUR', 'one_time', 'open', false, false, 0, 0, :session,"
+                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+            ),
+            [
+                {"reference": "r1", "session": "cs_test_before"},
+                {"reference": "r2", "session": None},
+            ],
+        )
+        db.session.commit()
+        upgrade()
+        rows = db.session.execute(sa.text("SELECT session_id FROM checkout_session"))
+        assert [row.session_id for row in rows] == ["cs_test_before"]
+        db.session.commit()
+        downgrade(revision="0007")
+        assert "checkout_session" not in sa.inspect(db.engine).get_table_names()
+        db.session.commit()

@@ -122,6 +122,8 @@ def test_a_script_s_no_to_being_shown_is_read_as_no(
         ({"email": "maria"}, "email", "Enter an email address like"),
         ({"email": "maria@@example.org"}, "email", "Enter an email address like"),
         ({"email": "maria@example"}, "email", "Enter an email address like"),
+        ({"email": "m" * 65 + "@example.org"}, "email", "too long to be an email address"),
+        ({"email": "m" * 250 + "@example.org"}, "email", "That email address is too long."),
         ({"country": "XX"}, "country", "Choose a country from the list"),
         ({"rhythm": ""}, "rhythm", "Choose how you will pray"),
         ({"rhythm": "hourly"}, "rhythm", "Choose how you will pray"),
@@ -138,7 +140,10 @@ def test_bad_input_comes_back_with_values_and_a_message(
     assert response.status_code == 422
     html = response.text
     assert f'id="{field}-error"' in html
-    assert message in html.split(f'id="{field}-error"')[1].split("</p>")[0]
+    note = html.split(f'id="{field}-error"')[1].split("</p>")[0]
+    assert message in note
+    if "too long" in message:  # one message at a time: not also "like name@example.org"
+        assert "Enter an email address like" not in note
     assert 'aria-invalid="true"' in html
     # What they typed is still there.
     if field != "name":
@@ -210,6 +215,55 @@ def test_json_is_not_a_way_round_the_form(app: Flask, client: FlaskClient) -> No
     response = client.post("/pledge", json=VALID, headers={"X-CSRFToken": token})
     assert response.status_code == 415
     assert "takes only its own form" in response.text
+    assert count(app) == 0
+
+
+@pytest.mark.parametrize(
+    "name",
+    [b"\xff\xfeMaria", b"%FF%FEMaria", b"Ren%E9e"],
+    ids=["raw-bytes", "percent-encoded", "latin-1"],
+)
+def test_a_form_not_sent_in_utf8_is_refused_not_stored_as_mangled_text(
+    app: Flask, client: FlaskClient, name: bytes
+) -> None:
+    # Every page here is UTF-8, so a browser never sends this; a script might. Its bytes
+    # would otherwise be kept as the text "%FF%FEMaria", or the whole form read as empty.
+    token = csrf_token(client.get("/pledge").text)
+    fields = {k: v for k, v in VALID.items() if k != "name"}
+    body = f"csrf_token={token}&" + "&".join(f"{k}={v}" for k, v in fields.items())
+    response = client.post(
+        "/pledge",
+        data=body.replace("@", "%40").encode() + b"&name=" + name,
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 400
+    assert "Something in that request was not right" in response.text
+    assert count(app) == 0
+
+
+def test_a_form_in_utf8_sent_by_hand_is_taken(app: Flask, client: FlaskClient) -> None:
+    token = csrf_token(client.get("/pledge").text)
+    fields = {**VALID, "name": "Zo\u00eb"}
+    body = f"csrf_token={token}&" + "&".join(f"{k}={v}" for k, v in fields.items())
+    response = client.post(
+        "/pledge", data=body.encode(), content_type="application/x-www-form-urlencoded"
+    )
+    assert response.status_code == 303
+    assert pledges(app)[0].name == "Zo\u00eb"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "status"),
+    [("text/plain", 415), ("application/xml", 415), ("multipart/form-data", 400)],
+    ids=["text", "xml", "multipart-without-boundary"],
+)
+def test_a_body_that_is_not_a_form_is_refused_plainly(
+    app: Flask, client: FlaskClient, content_type: str, status: int
+) -> None:
+    # Not the "reload the form" page, which would blame the visitor's cookie.
+    response = client.post("/pledge", data=b"name=Maria", content_type=content_type)
+    assert response.status_code == status
+    assert "reload" not in response.text.lower()
     assert count(app) == 0
 
 

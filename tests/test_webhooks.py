@@ -23,6 +23,7 @@ from microsite import create_app, ledger
 from microsite.extensions import limiter
 from microsite.models import (
     ChargeRefund,
+    CheckoutSession,
     Donation,
     DonationPayment,
     DonationStatus,
@@ -502,6 +503,7 @@ def test_the_same_event_delivered_twice_at_once_counts_once(
             with stripe_app.app_context():
                 db.session.execute(db.delete(DonationPayment))
                 db.session.execute(db.delete(WebhookEvent))
+                db.session.execute(db.delete(CheckoutSession))
                 db.session.execute(db.delete(Donation))
                 db.session.commit()
             reference, session_id = start(stripe_client, ONE_TIME)
@@ -1254,6 +1256,82 @@ def test_a_payment_on_an_old_session_still_counts(
     # The donor comes back from the session they paid on, and is thanked.
     page = stripe_client.get(f"/donate/thanks?session_id={first}")
     assert "Thank you for your gift" in page.text
+
+
+def test_the_donor_is_thanked_on_an_old_session_before_its_webhook_arrives(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # Stripe sends the donor back at once; the webhook usually comes a moment later.
+    _, first, _ = _retry_with_a_new_session(stripe_app, stripe_client, fake_stripe)
+    page = stripe_client.get(f"/donate/thanks?session_id={first}")
+    assert page.status_code == 200
+    assert "being processed" in page.text
+
+
+@pytest.mark.parametrize("with_reference", [False, True], ids=["bare-charge", "our-metadata"])
+def test_refunding_one_of_two_payments_on_one_gift_refunds_that_payment_only(
+    stripe_app: Flask,
+    stripe_client: FlaskClient,
+    fake_stripe: FakeStripe,
+    send_event: Callable,
+    with_reference: bool,
+) -> None:
+    # The donor paid on both the old page and the new one; staff refund the second charge.
+    reference, first, second = _retry_with_a_new_session(stripe_app, stripe_client, fake_stripe)
+    for session_id, intent in ((first, "pi_first"), (second, "pi_second")):
+        paid = session_object(reference, session_id, payment_intent=intent)
+        assert send_event(make_event("checkout.session.completed", paid)).json == {
+            "received": "paid"
+        }
+    metadata = {"donation_reference": reference} if with_reference else {}
+    refund = charge(2500, True, id="ch_second", payment_intent="pi_second", metadata=metadata)
+    assert send_event(make_event("charge.refunded", refund)).json == {
+        "received": "refunded in part"
+    }
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_received, gift.amount_refunded) == (
+        DonationStatus.PAID,
+        5000,
+        2500,
+    )
+    # The first charge refunded too: now all of it is back.
+    refund = charge(2500, True, id="ch_first", payment_intent="pi_first")
+    assert send_event(make_event("charge.refunded", refund)).json == {"received": "refunded"}
+    assert donation(stripe_app).status == DonationStatus.REFUNDED
+
+
+def test_a_slow_retry_never_undoes_a_payment_made_meanwhile(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
+) -> None:
+    # Two clicks on "Try again": Stripe answers both with one session. The donor pays on
+    # the first click's page, and its webhook lands, while Stripe is still answering the
+    # second; that answer must not put the paid gift back to waiting for payment.
+    fake_stripe.drop_next(path="/v1/checkout/sessions")
+    assert post_form(stripe_client, "/donate", ONE_TIME).status_code == 503
+    reference = donation(stripe_app).reference
+
+    def paid_elsewhere(session: dict[str, Any]) -> None:
+        def deliver() -> None:  # the webhook, in another worker
+            event = make_event(
+                "checkout.session.completed", session_object(reference, session["id"])
+            )
+            assert post_event(stripe_app.test_client(), event).json == {"received": "paid"}
+
+        worker = threading.Thread(target=deliver)
+        worker.start()
+        worker.join()
+
+    fake_stripe.meanwhile = ("/v1/checkout/sessions", paid_elsewhere)
+    page = stripe_client.get(f"/donate/cancelled?ref={reference}")
+    retry = stripe_client.post(
+        f"/donate/retry/{reference}", data={"csrf_token": csrf_token(page.text)}
+    )
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_received) == (DonationStatus.PAID, 2500)
+    # The donor is shown their gift, not sent to pay again.
+    assert retry.status_code == 303
+    assert retry.headers["Location"] == f"/donate/thanks?session_id={gift.stripe_session_id}"
+    assert "Thank you for your gift" in stripe_client.get(retry.headers["Location"]).text
 
 
 # --------------------------------------------------------------------------- each path alone

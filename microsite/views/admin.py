@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from flask import (
     Blueprint,
@@ -25,6 +26,7 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy import desc, select
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import RequestRedirect
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import auth, exports, in_admin_area, records, render_error
@@ -130,23 +132,34 @@ def _return_path() -> str:
 
 
 def _landing(target: str | None) -> str | None:
-    """Where a sign-in's `next` may lead: a path of ours, and for a download its list.
+    """Where a sign-in's `next` may lead: a page of ours, and for a download its list.
 
     A sign-in link naming an export (sent in an email, or put on another site) must not
     download the list the moment the admin signs in: the download would follow our own
-    form, so it would look like one asked for from our pages.
+    form, so it would look like one asked for from our pages. The path is matched as the
+    browser will load it (escapes decoded, "//" and "./" folded, redirects followed) and
+    the address given back is rebuilt from the route it matched, so no spelling of an
+    export's address gets past; one that matches no page leads to the overview.
     """
     path = auth.safe_next(target)
     if path is None:
         return None
     parts = urlsplit(path)
-    try:
-        endpoint, _ = current_app.url_map.bind("").match(parts.path, method="GET")
-    except HTTPException:  # not one of our pages, or one moved: it answers for itself
-        return path
-    if endpoint in EXPORT_LISTS:
-        return _with_query(url_for(EXPORT_LISTS[endpoint]), parse_qsl(parts.query))
-    return path
+    decoded = unquote(parts.path)
+    folded = posixpath.normpath(decoded) + ("/" if decoded.endswith("/") and decoded != "/" else "")
+    adapter = current_app.url_map.bind("")
+    for _ in range(3):
+        try:
+            endpoint, values = adapter.match(folded, method="GET")
+        except RequestRedirect as moved:
+            folded = urlsplit(moved.new_url).path
+            continue
+        except HTTPException:
+            return None
+        if endpoint in EXPORT_LISTS:
+            endpoint, values = EXPORT_LISTS[endpoint], {}
+        return _with_query(url_for(endpoint, **values), parse_qsl(parts.query))
+    return None
 
 
 def _referring_path() -> str | None:

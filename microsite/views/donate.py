@@ -41,6 +41,7 @@ from ..money import (
     to_minor,
 )
 from ..payments import (
+    STARTABLE,
     CheckoutUnavailable,
     DonationInput,
     donation_by_reference,
@@ -55,8 +56,6 @@ bp = Blueprint("donate", __name__, url_prefix="/donate")
 # The session key listing the gifts this browser started.
 OWN_GIFTS = "own_gifts"
 
-# A gift Stripe may still be asked about; later states have their answer already.
-RETRYABLE = (DonationStatus.PENDING, DonationStatus.NOT_STARTED, DonationStatus.OPEN)
 # A gift whose money is taken or on its way: its donor must never be told to give again.
 UNDER_WAY = (
     DonationStatus.PROCESSING,
@@ -167,6 +166,11 @@ def _go_to_checkout(donation: Donation) -> Response | tuple[str, int]:
             return _form_page(_asked_for_more(donation), exc.status)
         page = render_template("donate/unavailable.html", donation=donation, passing=exc.passing)
         return page, exc.status
+    if url is None:
+        # Paid, or begun to be, through another click while Stripe answered this one.
+        return _where_it_stands(donation) or redirect(
+            url_for("donate.cancelled", ref=donation.reference), code=303
+        )
     return redirect(url, code=303)
 
 
@@ -261,7 +265,7 @@ def retry(reference: str) -> Response | tuple[str, int]:
         return back
     if not payments_configured():
         return _form_page(_form_for(donation), 503, not_configured=True)
-    if donation.status not in RETRYABLE:
+    if donation.status not in STARTABLE:  # later states have their answer already
         return _where_it_stands(donation) or back
     if donation.livemode != live_mode():
         # Made under the other Stripe mode's key (a test gift, before the site took real
