@@ -354,6 +354,20 @@ def register_error_handlers(app: Flask) -> None:
     def too_many(error: HTTPException):
         return too_many_attempts_page()
 
+    @app.errorhandler(SQLAlchemyError)
+    def schema_not_ready(error: SQLAlchemyError):
+        # A site started before `flask db upgrade`: the operator is told the command in
+        # one line (no traceback), a visitor that the site is not ready. Any other database
+        # error goes on to the 500 (or 503) page, logged with its traceback.
+        if not _hint_at_missing_schema(error):
+            raise error
+        body, status = render_error(
+            503,
+            "This site is not ready yet",
+            "Its records are still being set up. Please try again later.",
+        )
+        return body, status, {"Retry-After": "300"}
+
     # Also receives unhandled exceptions as a 500 (Flask logs them first), except
     # when debugging or testing, where they propagate with their traceback.
     @app.errorhandler(HTTPException)
@@ -370,9 +384,9 @@ def register_error_handlers(app: Flask) -> None:
             return redirect(target, 308)
         if code == 500:
             cause = getattr(error, "original_exception", None)
-            # Down, unreachable or locked is for a while: a 503 asks to try again. A schema
-            # not upgraded waits for the operator: a 500, as any other fault.
-            if not _hint_at_missing_schema(cause) and isinstance(cause, OperationalError):
+            # Down, unreachable or locked is for a while: a 503 asks to try again. (A
+            # schema not upgraded was answered above, by schema_not_ready.)
+            if isinstance(cause, OperationalError):
                 return database_unavailable_page()
         body, status = render_error(code)
         # Keep what the exception says about itself, such as a 405's Allow header.

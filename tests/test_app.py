@@ -198,10 +198,17 @@ def test_a_page_failing_for_want_of_tables_tells_the_operator_the_command(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = create_app(base_config(f"sqlite:///{tmp_path / 'empty.db'}", tmp_path, TESTING=False))
-    response = app.test_client().get("/")
-    assert response.status_code == 500
-    assert "Nothing you did caused this" in response.text
-    assert "the database has no tables for this site: run flask db upgrade" in caplog.text
+    for path in ("/", "/pledge"):
+        response = app.test_client().get(path)
+        assert response.status_code == 503, path
+        assert "This site is not ready yet" in response.text
+    # One line each, the command in it; no traceback to read through.
+    told = [r for r in caplog.records if "run flask db upgrade" in r.getMessage()]
+    assert [r.getMessage() for r in told] == [
+        "the database has no tables for this site: run flask db upgrade"
+    ] * 2
+    assert "Traceback" not in caplog.text
+    assert all(r.exc_info is None for r in caplog.records)
 
 
 def test_a_postgresql_url_without_its_driver_says_what_to_install(
