@@ -358,9 +358,7 @@ def test_a_host_name_no_address_can_have_is_a_bad_request_not_a_crash(
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-@pytest.mark.parametrize(
-    "host", ["xn--zz", "www.xn--zz.org", "host:99999", "[::1", "a b", "b\u00fccher.example", ""]
-)
+@pytest.mark.parametrize("host", ["xn--zz", "xn--", "www.xn--zz.org", "XN--ZZ:8000"])
 @pytest.mark.parametrize(("method", "path"), [("GET", "/"), ("POST", "/admin/login")])
 def test_a_host_header_no_address_can_have_is_a_bad_request(
     app: Flask, host: str, method: str, path: str
@@ -375,10 +373,26 @@ def test_a_host_header_no_address_can_have_is_a_bad_request(
 
 
 @pytest.mark.parametrize(
-    "host", ["localhost:5000", "127.0.0.1", "[::1]:8080", "xn--bcher-kva.example"]
+    "host",
+    [
+        "localhost:5000",
+        "127.0.0.1",
+        "[::1]:8080",
+        "xn--bcher-kva.example",
+        # A proxy's upstream name (nginx sends its own unless told otherwise), and none.
+        "app_server",
+        "app_server:8000",
+        None,
+    ],
 )
-def test_an_ordinary_host_header_is_served(client: FlaskClient, host: str) -> None:
-    assert client.get("/", headers={"Host": host}).status_code == 200
+def test_an_ordinary_host_header_is_served(app: Flask, host: str | None) -> None:
+    environ = EnvironBuilder(path="/").get_environ()
+    environ.pop("HTTP_HOST")
+    if host is not None:
+        environ["HTTP_HOST"] = host
+    response = Response.from_app(app.wsgi_app, environ)
+    assert response.status_code == 200
+    assert b"I pledge to pray" in response.get_data()
 
 
 def test_405_is_a_page_not_a_crash(client: FlaskClient) -> None:

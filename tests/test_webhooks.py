@@ -1300,6 +1300,30 @@ def test_refunding_one_of_two_payments_on_one_gift_refunds_that_payment_only(
     assert donation(stripe_app).status == DonationStatus.REFUNDED
 
 
+def test_a_refund_heard_before_the_gift_s_other_payment_leaves_it_paid(
+    stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe, send_event: Callable
+) -> None:
+    # Paid on both sessions; the first charge refunded; the first session's own news
+    # arrives last (Stripe redelivers a failed event for days).
+    reference, first, second = _retry_with_a_new_session(stripe_app, stripe_client, fake_stripe)
+    paid = session_object(reference, second, payment_intent="pi_second")
+    send_event(make_event("checkout.session.completed", paid))
+    refund = charge(
+        2500, True, id="ch_first", payment_intent="pi_first",
+        metadata={"donation_reference": reference},
+    )  # fmt: skip
+    assert send_event(make_event("charge.refunded", refund)).json == {"received": "refunded"}
+    assert donation(stripe_app).status == DonationStatus.REFUNDED
+    late = session_object(reference, first, payment_intent="pi_first")
+    send_event(make_event("checkout.session.completed", late))
+    gift = donation(stripe_app)
+    assert (gift.status, gift.amount_received, gift.amount_refunded) == (
+        DonationStatus.PAID,
+        5000,
+        2500,
+    )
+
+
 def test_a_slow_retry_never_undoes_a_payment_made_meanwhile(
     stripe_app: Flask, stripe_client: FlaskClient, fake_stripe: FakeStripe
 ) -> None:
