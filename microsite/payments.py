@@ -495,21 +495,16 @@ def start_checkout(donation: Donation, *, success_url: str, cancel_url: str) -> 
     # as refused. A server error's note stays: it names the idempotency key that worked.
     if opened and not (donation.failure_reason or "").startswith(SERVER_ERROR_NOTE):
         donation.failure_reason = None
-    db.session.commit()
-    if opened:
-        _remember_session(donation, session_id)
-    return url if opened else None
-
-
-def _remember_session(donation: Donation, session_id: str) -> None:
-    """Keep the session among the gift's own (the same one again, on most retries)."""
-    if db.session.get(CheckoutSession, session_id) is not None:
-        return
-    db.session.add(CheckoutSession(session_id=session_id, donation_id=donation.id))
+    # Kept among the gift's sessions, in the same commit (the same one again, on most
+    # retries). The row lock taken above makes a second click wait and then find it.
+    if opened and db.session.get(CheckoutSession, session_id) is None:
+        db.session.add(CheckoutSession(session_id=session_id, donation_id=donation.id))
     try:
         db.session.commit()
-    except IntegrityError:  # a second click, answered with the same session, kept it first
+    except IntegrityError:
+        # A second click answered with the same session recorded all this first.
         db.session.rollback()
+    return url if opened else None
 
 
 # Gifts that may be sent to a Checkout session: no money has moved for them.

@@ -21,6 +21,29 @@ from microsite.records import DonationFilters, PledgeFilters, filter_donations, 
 from microsite.text import search_key
 from tests.conftest import TEST_DATABASE_URL, _normalise, base_config
 
+# A donation as an older revision's table holds it: raw SQL, as the models are newer.
+OLD_DONATION: dict[str, object] = {
+    "amount": 1000,
+    "fee_covered": 0,
+    "currency": "EUR",
+    "frequency": "one_time",
+    "status": "paid",
+    "livemode": False,
+    "anonymous": False,
+    "amount_received": 1000,
+    "amount_refunded": 0,
+    "created_at": "2026-01-01 00:00:00",
+    "updated_at": "2026-01-01 00:00:00",
+}
+
+
+def insert_old_donations(*rows: dict[str, object]) -> None:
+    """Insert donations, each OLD_DONATION with its own columns, into the current revision."""
+    for row in rows:
+        values = {**OLD_DONATION, **row}
+        table = sa.table("donation", *(sa.column(name) for name in values))
+        db.session.execute(sa.insert(table).values(values))
+
 
 def test_models_match_the_migrations(app: Flask) -> None:
     with app.app_context(), db.engine.connect() as conn:
@@ -150,15 +173,9 @@ def test_names_stored_before_their_search_keys_are_found_by_the_search(
             ),
             [{"name": name, "email": f"p{n}@example.org"} for n, name in enumerate(names)],
         )
-        db.session.execute(
-            sa.text(
-                "INSERT INTO donation (reference, amount, fee_covered, currency, frequency,"
-                " status, livemode, anonymous, amount_received, amount_refunded, donor_name,"
-                " created_at, updated_at) VALUES (:reference, 1000, 0, 'EUR', 'one_time',"
-                " 'paid', false, false, 1000, 0, :name, '2026-01-01 00:00:00',"
-                " '2026-01-01 00:00:00')"
-            ),
-            [{"reference": "r1", "name": "Łukasz Żółć"}, {"reference": "r2", "name": None}],
+        insert_old_donations(
+            {"reference": "r1", "donor_name": "Łukasz Żółć"},
+            {"reference": "r2", "donor_name": None},
         )
         db.session.commit()
         upgrade()
@@ -212,18 +229,9 @@ def test_a_gift_s_session_from_before_the_session_table_still_leads_to_its_page(
     # A donor who paid just before the upgrade comes back after it with their session id.
     with scratch_app.app_context():
         upgrade(revision="0007")
-        db.session.execute(
-            sa.text(
-                "INSERT INTO donation (reference, amount, fee_covered, currency, frequency,"
-                " status, livemode, anonymous, amount_received, amount_refunded,"
-                " stripe_session_id, created_at, updated_at) VALUES (:reference, 1000, 0,"
-                " 'EUR', 'one_time', 'open', false, false, 0, 0, :session,"
-                " '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
-            ),
-            [
-                {"reference": "r1", "session": "cs_test_before"},
-                {"reference": "r2", "session": None},
-            ],
+        insert_old_donations(
+            {"reference": "r1", "stripe_session_id": "cs_test_before"},
+            {"reference": "r2", "stripe_session_id": None},
         )
         db.session.commit()
         upgrade()
